@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything QARun's tests and demo run on, from package registries only:
+# Debian packages, the Python workspace (uv + PyPI), Kafka and the Flink connector
+# (Maven Central), and the Kubernetes control plane, etcd, kwok and helm (Go modules).
+# Idempotent: a warm run finds everything in .cache/ and takes seconds.
+source "$(dirname "$0")/lib.sh"
+
+step() {
+  local started=$SECONDS
+  bash "$ROOT/scripts/$1" "${@:2}"
+  log "$1 took $((SECONDS - started)) s"
+}
+
+started=$SECONDS
+step install-debian.sh
+step install-python.sh
+step install-jars.sh
+step install-go-tools.sh
+log "setup complete in $((SECONDS - started)) s (cache: $CACHE)"
