@@ -10,6 +10,14 @@ command -v java >/dev/null || die "java is not installed: apt-get install openjd
 KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
 CONNECTOR_HOME="$CACHE/flink-connector-kafka-$FLINK_KAFKA_CONNECTOR_VERSION"
 
+# Maven's output only matters when it fails.
+quiet() {
+  local out
+  out=$(mktemp)
+  "$1" -B -q "${@:2}" >"$out" 2>&1 || { cat "$out" >&2; rm -f "$out"; die "$1 failed"; }
+  rm -f "$out"
+}
+
 # A throwaway pom whose only purpose is `dependency:copy-dependencies`: the broker's
 # whole runtime class path lands in one folder (java -cp 'libs/*' kafka.Kafka).
 install_kafka() {
@@ -29,7 +37,7 @@ install_kafka() {
 POM
   log "fetching Kafka $KAFKA_VERSION jars with maven"
   rm -rf "$KAFKA_HOME/libs"
-  mvn -q -B -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
+  quiet mvn -f "$work/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs"
   # slf4j must bind to exactly one backend: log4j2.
   rm -f "$KAFKA_HOME"/libs/slf4j-reload4j-*.jar "$KAFKA_HOME"/libs/reload4j-*.jar
@@ -38,7 +46,7 @@ POM
 install_connector() {
   log "fetching flink-sql-connector-kafka $FLINK_KAFKA_CONNECTOR_VERSION with maven"
   mkdir -p "$CONNECTOR_HOME"
-  mvn -q -B -Dstyle.color=never dependency:copy \
+  quiet mvn dependency:copy \
     -Dartifact="org.apache.flink:flink-sql-connector-kafka:$FLINK_KAFKA_CONNECTOR_VERSION" \
     -DoutputDirectory="$CONNECTOR_HOME"
 }
