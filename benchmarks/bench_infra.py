@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
+
 from qarun_devstack.stack import LocalStack
 
 sys.path.insert(0, str(Path(__file__).parent))

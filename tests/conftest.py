@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import pytest
+
 from qarun_devstack.flink import FlinkSetup
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster

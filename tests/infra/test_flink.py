@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
+
 from qarun_devstack.flink import FlinkSetup
 from qarun_devstack.kafka import KafkaBroker
 

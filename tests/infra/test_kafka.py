@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from confluent_kafka import Consumer, Producer
+
 from qarun_devstack.kafka import KafkaBroker
 
 MESSAGES = 10_000

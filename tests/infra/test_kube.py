@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
 from qarun_devstack.kube import KWOK_NODE, KubeCluster
 
 DEPLOYMENT = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import redis as redis_client
+
 from qarun_devstack.postgres import Postgres
 from qarun_devstack.redis import Redis
 
