@@ -107,13 +107,17 @@ class KubeCluster:
 
     def start(self) -> KubeCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_credentials()
-        self._start_etcd()
-        self._start_apiserver()
-        self._start_controllers()
-        self.apply_upstream_crds()
-        if self.with_nodes:
-            self._start_kwok()
+        try:
+            self._write_credentials()
+            self._start_etcd()
+            self._start_apiserver()
+            self._start_controllers()
+            self.apply_upstream_crds()
+            if self.with_nodes:
+                self._start_kwok()
+        except BaseException:
+            self.stop()  # a half-started control plane must not outlive the failure
+            raise
         return self
 
     def _write_credentials(self) -> None:

@@ -7,6 +7,7 @@ quotes the tail of that log, which is nearly always where the reason is.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -14,6 +15,15 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when our process dies,
+    even by SIGKILL, so a killed test run or demo leaves no server behind."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServiceError(RuntimeError):
@@ -76,6 +86,7 @@ class Service:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads fork here
             )
         return self
 
