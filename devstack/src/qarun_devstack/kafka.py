@@ -88,7 +88,13 @@ class KafkaBroker:
             f"{libs}/*",
         ]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        storage_format = ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id]
+        # --cluster-id=ID, not "-t ID": one random id in 64 starts with "-".
+        storage_format = [
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",
+        ]
         run([*java, *storage_format, "-c", str(props)], "formatting the Kafka log directory")
         self.service = Service(
             "kafka", [*java, "kafka.Kafka", str(props)], self.workdir / "out.log"

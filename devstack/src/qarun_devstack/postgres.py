@@ -43,9 +43,8 @@ class Postgres:
             shutil.chown(self.workdir, user)
             self.workdir.chmod(0o755)
             for parent in self.workdir.parents:  # the server user must reach its data dir
-                if parent == Path("/") or parent.stat().st_mode & 0o001:
-                    break
-                parent.chmod(parent.stat().st_mode | 0o001)
+                if not parent.stat().st_mode & 0o001:
+                    parent.chmod(parent.stat().st_mode | 0o001)
         if not (data / "PG_VERSION").exists():
             run(
                 [paths.postgres_bin("initdb"), "-D", data, "-U", USER, "-A", "trust", "-E", "UTF8"],

@@ -1,0 +1,1 @@
+"""The `qarun` command line: run a QARun on this machine, watch it, report on it."""

@@ -1,0 +1,468 @@
+"""The local runner: one QARun realised as processes on this machine.
+
+    LocalStack (Kafka, PostgreSQL, Redis, Flink wiring)      qarun_devstack
+    topics of the run                                        as the plan names them
+    llm-sim, api, storage-writer, retry, llm-worker xN,      supervised processes, one
+    scoring (PyFlink MiniCluster), generator                 log file each
+
+The workloads, their replicas and their environment come from the same plan the
+operator applies on Kubernetes (`qarun_cli.local.components`); only the endpoints
+differ (loopback ports instead of Services). The runner loop restarts crashed
+processes, applies `qarun scale`, prints progress and detects completion: the
+generator has sent everything and every question it sent has a row in PostgreSQL.
+
+Resuming: PostgreSQL's data directory is kept in the run's state directory, and the
+generator skips questions already stored, so a re-run asks only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import psycopg
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from qarun_cli import local, report
+from qarun_cli.dashboard import DashboardServer
+from qarun_cli.errors import CLIError
+from qarun_cli.specfile import SpecFile
+from qarun_cli.state import LiveRun, RunDir
+from qarun_cli.supervisor import Supervisor
+from qarun_core.topics import RunTopics
+from qarun_devstack.paths import MissingComponentError
+from qarun_devstack.process import ServiceError, free_port, port_open, tail
+from qarun_devstack.stack import LocalStack
+
+log = logging.getLogger(__name__)
+
+# Stopping order: sources first, so that what is in flight can drain into the sinks.
+STOP_ORDER = ("generator", "llm-worker", "retry", "scoring", "storage-writer", "api", "llm-sim")
+
+
+@dataclass
+class Options:
+    llm_base_url: str = ""  # a real endpoint; empty = start the simulator
+    sim_latency: float | None = None
+    sim_faults: dict[str, float] = field(default_factory=dict)
+    serve: bool = False
+    timeout: float = 0.0
+    fresh: bool = False
+    poll_seconds: float = 1.0
+    out: TextIO = sys.stdout
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    sent: int = 0
+    answered: int = 0
+    retries: int = 0
+    results: int = 0
+    validated: int = 0
+    exhausted: int = 0
+    failed: int = 0
+    generator_done: bool = False
+    throughput: float = 0.0  # results per second over the last few seconds
+
+    @property
+    def done(self) -> bool:
+        return self.generator_done and self.results >= self.sent_total
+
+    @property
+    def sent_total(self) -> int:
+        return self.total
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """ "429=0.3,503=0.1,timeout=0.01" -> {"429": 0.3, ...}, checked against the simulator."""
+    faults: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name not in local.SIM_FAULTS:
+            raise CLIError(
+                f"--sim-faults: {part!r} is not NAME=RATE with NAME one of "
+                f"{', '.join(local.SIM_FAULTS)}",
+                code=2,
+            )
+        try:
+            rate = float(value)
+        except ValueError:
+            raise CLIError(f"--sim-faults: rate of {name} is not a number: {value!r}", 2) from None
+        if not 0 <= rate <= 1:
+            raise CLIError(f"--sim-faults: rate of {name} must lie in 0..1, got {rate}", 2)
+        faults[name] = rate
+    return faults
+
+
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create the plan's topics in one request; existing ones are left as they are."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()],
+        operation_timeout=30,
+    )
+    for future in futures.values():
+        try:
+            future.result(timeout=30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+class Watcher:
+    """Reads progress from the infrastructure itself: Kafka offsets, Redis, PostgreSQL."""
+
+    def __init__(self, stack: LocalStack, topics: RunTopics, run: str) -> None:
+        self.topics = topics
+        self.run = run
+        self.dsn = stack.postgres.dsn
+        self.redis = redis.Redis.from_url(stack.redis.url, socket_timeout=2)
+        self.consumer = Consumer(
+            {"bootstrap.servers": stack.kafka.bootstrap, "group.id": f"qarun-cli.{run}"}
+        )
+        self.history: deque[tuple[float, int]] = deque(maxlen=10)
+
+    def end_offsets(self, topic: str) -> int:
+        meta = self.consumer.list_topics(topic, timeout=5).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        total = 0
+        for partition in meta.partitions:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=5
+            )
+            total += max(high, 0)
+        return total
+
+    def progress(self, total: int) -> Progress:
+        p = Progress(total=total)
+        with contextlib.suppress(Exception):  # Kafka busy: keep the counters at 0 this round
+            p.answered = self.end_offsets(self.topics.answers)
+            p.retries = sum(self.end_offsets(t) for t in self.topics.retries)
+        with contextlib.suppress(Exception):
+            state = self.redis.hgetall(f"qarun:{self.run}:generator")
+            decoded = {k.decode(): v.decode() for k, v in state.items()}  # type: ignore[union-attr]
+            p.sent = int(decoded.get("sent", 0))
+            p.generator_done = decoded.get("done") == "1"
+            if p.generator_done:
+                p.total = int(decoded.get("next", total))
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.dsn, connect_timeout=5) as conn,
+        ):
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'validated'),"
+                " count(*) FILTER (WHERE status = 'exhausted'),"
+                " count(*) FILTER (WHERE status = 'failed') FROM results WHERE run = %s",
+                (self.run,),
+            ).fetchone()
+            if row is not None:
+                p.results, p.validated, p.exhausted, p.failed = (int(v) for v in row)
+        now = time.monotonic()
+        self.history.append((now, p.results))
+        first_time, first_results = self.history[0]
+        if now > first_time:
+            p.throughput = (p.results - first_results) / (now - first_time)
+        return p
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        with contextlib.suppress(Exception):
+            self.redis.close()
+
+
+def progress_line(p: Progress, elapsed: float) -> str:
+    width = 24
+    filled = int(width * min(1.0, p.results / p.total)) if p.total else 0
+    bar = "#" * filled + "." * (width - filled)
+    return (
+        f"[{bar}] {p.results}/{p.total} done  sent {p.sent}  answered {p.answered}  "
+        f"validated {p.validated}  exhausted {p.exhausted}  failed {p.failed}  "
+        f"retries {p.retries}  {p.throughput:.0f}/s  {elapsed:.0f}s"
+    )
+
+
+class StopRequestedError(Exception):
+    """SIGTERM (or Ctrl-C) asked the runner to stop."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        raise StopRequestedError
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class LocalRunner:
+    def __init__(self, specfile: SpecFile, options: Options, run_dir: RunDir | None = None) -> None:
+        self.specfile = specfile
+        self.spec = specfile.spec
+        self.name = specfile.name
+        self.options = options
+        self.dir = run_dir or RunDir(self.name)
+        self.supervisor = Supervisor(self.dir.logs)
+        self.stack: LocalStack | None = None
+        self.api_url = ""
+        self.dashboard_url = ""
+        self.on_tick: Callable[[LocalRunner, Progress], None] | None = None  # for tests
+
+    def say(self, text: str) -> None:
+        print(text, file=self.options.out, flush=True)
+
+    def prepare(self) -> None:
+        live = self.dir.live()
+        if live is not None:
+            raise CLIError(f"run {self.name} is already running here (pid {live.pid})")
+        if self.options.fresh and self.dir.exists():
+            shutil.rmtree(self.dir.path)
+        self.dir.create()
+        # Kafka, Redis and Flink checkpoints start afresh on every start: what a resumed
+        # run needs to know (what is answered) is in PostgreSQL.
+        for transient in ("kafka", "redis"):
+            shutil.rmtree(self.dir.stack / transient, ignore_errors=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        for old in self.dir.logs.glob("*.log"):
+            old.unlink()
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir.path / "checkpoints"
+
+    def run(self) -> int:
+        self.prepare()
+        started = time.monotonic()
+        self.say(f"qarun: starting run {self.name} (state in {self.dir.path})")
+        try:
+            with stop_on_sigterm(), self._stack() as stack:
+                self.stack = stack
+                return self._run(stack, started)
+        except (MissingComponentError, ServiceError) as error:
+            raise CLIError(str(error)) from None
+        except (KeyboardInterrupt, StopRequestedError):
+            self.say("\nqarun: interrupted while starting; everything is stopped")
+            return 130
+        finally:
+            self.dir.unpublish()
+
+    @contextlib.contextmanager
+    def _stack(self) -> Iterator[LocalStack]:
+        """LocalStack, started a second time if Kafka's storage format fails: the random
+        cluster id it passes as `-t ID` starts with '-' one time in 64, which the
+        formatting tool then reads as an option (reported; devstack is not ours)."""
+        stack = LocalStack(workdir=self.dir.stack, with_kube=False)
+        try:
+            stack.__enter__()
+        except ServiceError as error:
+            if "formatting the Kafka log directory" not in str(error):
+                raise
+            shutil.rmtree(self.dir.stack / "kafka", ignore_errors=True)
+            stack = LocalStack(workdir=self.dir.stack, with_kube=False)
+            stack.__enter__()
+        try:
+            yield stack
+        finally:
+            stack.__exit__(None, None, None)
+
+    def _run(self, stack: LocalStack, started: float) -> int:
+        self.say(
+            f"qarun: infrastructure up in {time.monotonic() - started:.1f} s "
+            f"(kafka {stack.kafka.bootstrap}, postgres :{stack.postgres.port}, "
+            f"redis :{stack.redis.port})"
+        )
+        plan = local.LocalPlan.build(
+            self.specfile,
+            stack,
+            llm_base_url=self.options.llm_base_url,
+            sim_latency=self.options.sim_latency,
+            sim_faults=self.options.sim_faults,
+            checkpoints=self.checkpoints,
+            replicas=self.dir.wanted_replicas(),
+        )
+        create_topics(stack.kafka.bootstrap, plan.topics)
+        self.api_url = plan.api_url
+        watcher: Watcher | None = None
+        dashboard: DashboardServer | None = None
+        try:
+            for component in plan.components:
+                self.supervisor.start(component)
+                if component.name in plan.wait_ready:
+                    self._wait_ready(component.name, plan.wait_ready[component.name])
+            if "api" in self.supervisor.components:
+                dashboard = DashboardServer(plan.api_url, free_port()).start()
+                self.dashboard_url = f"{dashboard.url}/dashboard?run={self.name}"
+            self.dir.publish(
+                LiveRun(
+                    run=self.name,
+                    pid=_pid(),
+                    api_url=plan.api_url,
+                    kafka=stack.kafka.bootstrap,
+                    postgres=stack.postgres.dsn,
+                    redis=stack.redis.url,
+                    llm_base_url=plan.llm_base_url,
+                    total=plan.total,
+                    spec_file=str(self.specfile.path),
+                    extra={"dashboard": self.dashboard_url},
+                )
+            )
+            self.dir.want_replicas(plan.replicas)
+            self.say(f"qarun: {len(plan.components)} components started; logs in {self.dir.logs}")
+            if self.dashboard_url:
+                self.say(f"qarun: dashboard {self.dashboard_url}")
+            watcher = Watcher(stack, plan.topics_of_run, self.name)
+            outcome = self._loop(watcher, plan, started)
+            self._save_dead_letters(stack, plan)
+            summary = report.summarize(stack.postgres.dsn, self.name)
+            self._write_status("Succeeded" if outcome == 0 else "Stopped", watcher, plan)
+            self.say("")
+            self.say(report.render(summary))
+            if self.dashboard_url and outcome == 0 and self.options.serve:
+                self.say(f"\ndashboard: {self.dashboard_url}")
+                self._serve()
+            elif self.dashboard_url:
+                self.say(
+                    f"\ndashboard: {self.dashboard_url} (up while the run is; add --serve "
+                    "to keep it open after the run, e.g. make demo DEMO_ARGS=--serve)"
+                )
+            return outcome
+        finally:
+            if watcher is not None:
+                watcher.close()
+            if dashboard is not None:
+                dashboard.stop()
+            self.say("qarun: stopping processes")
+            self.supervisor.stop(STOP_ORDER)
+
+    def _wait_ready(self, name: str, port: int, timeout: float = 60) -> None:
+        replica = self.supervisor.replicas[name][0]
+        try:
+            replica.service.wait_ready(lambda: port_open(port), timeout, f"listening on {port}")
+        except ServiceError as error:
+            raise CLIError(str(error)) from None
+
+    def _loop(self, watcher: Watcher, plan: local.LocalPlan, started: float) -> int:
+        tty = self.options.out.isatty()
+        last_line = 0.0
+        deadline = started + self.options.timeout if self.options.timeout else None
+        try:
+            while True:
+                for event in self.supervisor.check():
+                    self.say(f"\nqarun: {event}" if tty else f"qarun: {event}")
+                    if "exited with code" in event and "code 0" not in event:
+                        self._quote_log(event.split()[0])
+                wanted = self.dir.wanted_replicas()
+                if (
+                    wanted is not None
+                    and wanted != self.supervisor.components["llm-worker"].replicas
+                ):
+                    self.say(f"qarun: scaling llm-worker to {wanted}")
+                    self.supervisor.scale("llm-worker", wanted)
+                progress = watcher.progress(plan.total)
+                self._write_status("Running", watcher, plan, progress)
+                if self.on_tick is not None:
+                    self.on_tick(self, progress)
+                now = time.monotonic()
+                if tty:
+                    print(
+                        "\r" + progress_line(progress, now - started),
+                        end="",
+                        file=self.options.out,
+                        flush=True,
+                    )
+                elif now - last_line >= 5 or progress.done:
+                    self.say(progress_line(progress, now - started))
+                    last_line = now
+                if progress.done:
+                    if tty:
+                        self.say("")
+                    self.say(f"qarun: run {self.name} complete in {now - started:.1f} s")
+                    return 0
+                if (
+                    self.supervisor.exit_codes("generator")
+                    and all(
+                        code not in (None, 0) for code in self.supervisor.exit_codes("generator")
+                    )
+                    and self.supervisor.restarts("generator") >= 5
+                ):
+                    self.say("qarun: the generator keeps failing; see its log")
+                    return 1
+                if deadline is not None and now > deadline:
+                    self.say(f"\nqarun: gave up after {self.options.timeout:.0f} s (--timeout)")
+                    return 3
+                time.sleep(self.options.poll_seconds)
+        except (KeyboardInterrupt, StopRequestedError):
+            self.say("\nqarun: interrupted; run the same command again to resume")
+            return 130
+
+    def _quote_log(self, replica: str) -> None:
+        """The last line of a crashed process's log: usually the reason."""
+        log_path = self.dir.logs / f"{replica}.log"
+        lines = [line for line in tail(log_path, 5).splitlines() if line.strip()]
+        if lines:
+            self.say(f"qarun:   {log_path.name}: {lines[-1][:300]}")
+
+    def _write_status(
+        self, phase: str, watcher: Watcher, plan: local.LocalPlan, progress: Progress | None = None
+    ) -> None:
+        progress = progress or watcher.progress(plan.total)
+        processes = {
+            name: {
+                "replicas": self.supervisor.components[name].replicas,
+                "alive": self.supervisor.alive(name),
+                "restarts": self.supervisor.restarts(name),
+                "pids": [self.supervisor.pid(r) for r in replicas],
+            }
+            for name, replicas in self.supervisor.replicas.items()
+        }
+        status = {
+            "run": self.name,
+            "phase": phase,
+            "progress": progress.__dict__,
+            "processes": processes,
+            "api_url": plan.api_url,
+            "updated": time.time(),
+        }
+        tmp = self.dir.path / "status.json.tmp"
+        tmp.write_text(json.dumps(status, indent=2))
+        tmp.replace(self.dir.path / "status.json")
+
+    def _save_dead_letters(self, stack: LocalStack, plan: local.LocalPlan) -> None:
+        from qarun_cli.deadletters import read_topic  # noqa: PLC0415 - only at the end
+
+        with contextlib.suppress(Exception):
+            letters = read_topic(stack.kafka.bootstrap, plan.topics_of_run.dlq)
+            self.dir.dead_letters.write_text("".join(json.dumps(d) + "\n" for d in letters))
+
+    def _serve(self) -> None:
+        """Keep the API and the dashboard up after the run, until Ctrl-C or SIGTERM."""
+        for name in ("generator", "llm-worker", "retry", "scoring"):
+            if name in self.supervisor.replicas:
+                self.supervisor.scale(name, 0)
+        self.say("qarun: serving the API and dashboard; press Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt, StopRequestedError):
+            while True:
+                time.sleep(1)
+
+
+def _pid() -> int:
+    return os.getpid()

@@ -1,0 +1,450 @@
+"""The QARun scoring job: answers in, results / regenerations / metrics / dead letters out.
+
+    answers ─► score ─► parse ─► key by (run, question_id) ─► route
+                          └ unparseable ─► dlq                    │
+      results ◄─ validated, or exhausted with the best attempt (keyed state)
+      questions ◄─ below threshold with attempts left: attempt+1, history
+      dlq ◄─ the scorer gave up (judge)
+      metrics ◄─ tumbling processing-time window per run ◄─ an event per scored answer
+
+lexical and embedding score in a vectorized (pandas) UDF on the Kafka table, so a
+scorer sees batches; the judge scores after parsing, through async I/O.
+
+Delivery: at-least-once Kafka sinks by default, every record keyed by the question id
+(the run is in the topic name). Why not Kafka transactions: an exactly-once sink
+publishes only when a checkpoint completes, so each regeneration round trip (job →
+questions → LLM worker → answers → job) would wait for a checkpoint (30 s by
+default) and every consumer would have to read_committed. Instead the replay after a
+restore is made harmless: keyed state drops any answer whose attempt was already
+scored and closes a question once its final result is out, so a replay re-emits at
+most the same final result (same question, attempt, answer and score), which the
+storage writer's upsert on (run, question_id) collapses into one row. (A first attempt
+that is final at once skips the state altogether: see Rules.final_without_state.) The
+transactional mode is there (`--delivery exactly-once`) for consumers that cannot
+de-duplicate.
+
+Run it locally on a MiniCluster with `python -m qarun_flink.job --run demo
+--bootstrap 127.0.0.1:9092` (QARUN_FLINK_CONNECTOR_JAR names the Kafka connector jar);
+on a session cluster it is the same module started by Flink's PythonDriver
+(flink/deploy/flinksessionjob.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyflink.common import Configuration, Row, Time
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import (
+    AsyncDataStream,
+    CheckpointingMode,
+    DataStream,
+    ExternalizedCheckpointRetention,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.functions import (
+    AggregateFunction,
+    AsyncFunction,
+    KeyedProcessFunction,
+    ProcessFunction,
+    ProcessWindowFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.output_tag import OutputTag
+from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.window import TumblingProcessingTimeWindows
+from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.table.expressions import col
+from pyflink.table.udf import ScalarFunction, udf
+
+from qarun_core.messages import (
+    Answer,
+    DeadLetter,
+    DeadLetterReason,
+    PoisonMessageError,
+    ScoredAttempt,
+)
+from qarun_flink.metrics import RunMetrics
+from qarun_flink.params import Delivery, JobParams, ParamError, ScorerName, StartingOffsets, parse
+from qarun_flink.routing import Decision, KeyState, MetricEvent, Outcome, Rules, decide
+from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
+
+log = logging.getLogger("qarun_flink")
+
+# Records between operators. Kafka-bound records are (key, value) rows; a scored
+# answer crosses the key_by shuffle as (key, answer JSON, score, error).
+KV = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
+SCORED = Types.TUPLE([Types.STRING(), Types.STRING(), Types.DOUBLE(), Types.STRING()])
+EVENT = Types.TUPLE([Types.STRING(), Types.INT(), Types.DOUBLE(), Types.DOUBLE(), Types.STRING()])
+
+DLQ = OutputTag("dlq", KV)
+QUESTIONS = OutputTag("questions", KV)
+EVENTS = OutputTag("events", EVENT)
+
+
+def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
+    """The whole job graph; `env.execute()` runs it."""
+    tables = StreamTableEnvironment.create(env)
+    tables.execute_sql(source_ddl(params))
+    answers = tables.from_path("answers")
+    if params.scorer is not ScorerName.JUDGE:
+        # Vectorized: the scorer sees Arrow batches of answers (the embedding model
+        # encodes a whole batch per forward pass, 2-3x faster than one at a time).
+        answers = answers.add_columns(batch_scorer(params)(col("v")).alias("score"))
+    raw = tables.to_data_stream(answers)
+
+    parsed = raw.process(Parse(params), output_type=SCORED).name("parse answers")
+    scored = judge(parsed, params) if params.scorer is ScorerName.JUDGE else parsed
+    routed = (
+        scored.key_by(lambda record: record[0], key_type=Types.STRING())
+        .process(Route(params), output_type=KV)
+        .name("route by score")
+    )
+    metrics = (
+        routed.get_side_output(EVENTS)
+        .key_by(lambda event: event[0], key_type=Types.STRING())
+        .window(
+            TumblingProcessingTimeWindows.of(Time.milliseconds(_ms(params.metrics_window_seconds)))
+        )
+        .aggregate(MetricsAggregate(), MetricsWindow(), Types.PICKLED_BYTE_ARRAY(), KV)
+        .name("run metrics")
+    )
+    dead = parsed.get_side_output(DLQ).union(routed.get_side_output(DLQ))
+
+    sinks = tables.create_statement_set()
+    outputs = {
+        "results": (routed, params.results_topic),
+        "questions": (routed.get_side_output(QUESTIONS), params.questions_topic),
+        "dlq": (dead, params.dlq_topic),
+        "metrics": (metrics, params.metrics_topic),
+    }
+    for name, (stream, topic) in outputs.items():
+        tables.execute_sql(sink_ddl(name, topic, params))
+        sinks.add_insert(name, tables.from_data_stream(stream))
+    sinks.attach_as_datastream()
+
+
+def judge(parsed: DataStream, params: JobParams) -> DataStream:
+    # The judge waits on an LLM: async I/O keeps many calls in flight per subtask.
+    # Ordered, so that a replay meets answers in the order it did the first time.
+    return AsyncDataStream.ordered_wait(
+        parsed,
+        JudgeAnswers(params),
+        Time.milliseconds(_ms(params.judge_timeout_seconds * 4)),
+        params.judge_concurrency,
+        SCORED,
+    ).name("score (judge)")
+
+
+def batch_scorer(params: JobParams) -> Any:
+    """A pandas UDF: raw answer payloads in, scores out (NaN where unreadable)."""
+    return udf(BatchScore(params.scorer.value), result_type=DataTypes.DOUBLE(), func_type="pandas")
+
+
+def configure(env: StreamExecutionEnvironment, params: JobParams) -> None:
+    env.set_parallelism(params.parallelism)
+    env.enable_checkpointing(
+        _ms(params.checkpoint_interval_seconds), CheckpointingMode.EXACTLY_ONCE
+    )
+    checkpoints = env.get_checkpoint_config()
+    # Kept when the job is cancelled or killed, so that it can be restored from.
+    checkpoints.set_externalized_checkpoint_retention(
+        ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION
+    )
+    checkpoints.set_min_pause_between_checkpoints(
+        min(1000, _ms(params.checkpoint_interval_seconds))
+    )
+    # A Python UDF worker runs the interpreter found on PATH unless told otherwise.
+    env.set_python_executable(sys.executable)
+    if jar := os.environ.get("QARUN_FLINK_CONNECTOR_JAR"):  # local runs; images have it in lib/
+        env.add_jars("file://" + os.path.abspath(jar))
+
+
+def flink_configuration(params: JobParams) -> Configuration:
+    config = Configuration()
+    if params.checkpoint_dir:
+        config.set_string("execution.checkpointing.dir", params.checkpoint_dir)
+    if params.restore_from:
+        config.set_string("execution.state-recovery.path", params.restore_from)
+    # Bundles are flushed at least this often: the latency a record spends in each
+    # Python operator when traffic is light (the default is one second).
+    config.set_string("python.fn-execution.bundle.time", "100")
+    return config
+
+
+def source_ddl(params: JobParams) -> str:
+    startup = {
+        StartingOffsets.GROUP: "'scan.startup.mode' = 'group-offsets', "
+        "'properties.auto.offset.reset' = 'earliest'",
+        StartingOffsets.EARLIEST: "'scan.startup.mode' = 'earliest-offset'",
+        StartingOffsets.LATEST: "'scan.startup.mode' = 'latest-offset'",
+    }[params.starting_offsets]
+    bounded = ", 'scan.bounded.mode' = 'latest-offset'" if params.bounded else ""
+    # Raw bytes plus the record's coordinates: an unreadable payload still reaches the
+    # dead-letter topic with its key, partition and offset.
+    return f"""
+        CREATE TEMPORARY TABLE answers (
+            k BYTES, v BYTES,
+            src_partition INT METADATA FROM 'partition' VIRTUAL,
+            src_offset BIGINT METADATA FROM 'offset' VIRTUAL
+        ) WITH (
+            'connector' = 'kafka', 'topic' = {_sql(params.answers_topic)},
+            'properties.bootstrap.servers' = {_sql(params.bootstrap)},
+            'properties.group.id' = {_sql(params.group_id)},
+            'key.format' = 'raw', 'key.fields' = 'k',
+            'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
+            {startup}{bounded}
+        )"""
+
+
+def sink_ddl(name: str, topic: str, params: JobParams) -> str:
+    if params.delivery is Delivery.EXACTLY_ONCE:
+        delivery = (
+            "'sink.delivery-guarantee' = 'exactly-once', "
+            f"'sink.transactional-id-prefix' = {_sql(f'qarun-{params.run}-{name}')}, "
+            "'properties.transaction.timeout.ms' = '900000'"
+        )
+    else:
+        delivery = "'sink.delivery-guarantee' = 'at-least-once'"
+    return f"""
+        CREATE TEMPORARY TABLE {name} (k STRING, v STRING) WITH (
+            'connector' = 'kafka', 'topic' = {_sql(topic)},
+            'properties.bootstrap.servers' = {_sql(params.bootstrap)},
+            'key.format' = 'raw', 'key.fields' = 'k',
+            'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
+            'properties.linger.ms' = '5', {delivery}
+        )"""
+
+
+class Parse(ProcessFunction):  # type: ignore[misc]
+    """Bytes → validated Answer JSON keyed by (run, question_id); the rest → dlq."""
+
+    def __init__(self, params: JobParams) -> None:
+        self.run = params.run
+        self.topic = params.answers_topic
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        key, payload, partition, offset = value[0], value[1], value[2], value[3]
+        try:
+            answer = Answer.from_bytes(payload)
+            if answer.run != self.run:
+                raise PoisonMessageError(
+                    DeadLetterReason.BAD_SCHEMA,
+                    f"run {answer.run!r} on a topic of run {self.run!r}",
+                )
+        except PoisonMessageError as poison:
+            letter = DeadLetter.of(
+                run=self.run,
+                reason=poison.reason,
+                detail=poison.detail,
+                payload=payload,
+                key=key,
+                topic=self.topic,
+                partition=partition,
+                offset=offset,
+            )
+            yield DLQ, Row(k=letter.question_id, v=letter.to_bytes().decode())
+            return
+        score_ = value[4] if len(value) > 4 else math.nan  # the judge scores later
+        yield (f"{answer.run}/{answer.question_id}", payload.decode(), score_, "")
+
+
+def _pair(answer_json: str | bytes) -> Pair:
+    answer = Answer.model_validate_json(answer_json)
+    question = f"{answer.title}\n{answer.content}".strip()
+    return Pair(question=question, answer=answer.answer, reference=answer.best_answer)
+
+
+class BatchScore(ScalarFunction):  # type: ignore[misc]
+    def __init__(self, scorer: str) -> None:
+        self.scorer_name = scorer
+        self.scorer: Scorer | None = None
+
+    def open(self, function_context: Any) -> None:
+        self.scorer = make_scorer(self.scorer_name)  # the embedding model loads once per worker
+
+    def eval(self, payloads: pd.Series) -> pd.Series:
+        assert self.scorer is not None
+        pairs, rows = [], []
+        for row, payload in enumerate(payloads):
+            try:
+                pairs.append(_pair(payload))
+                rows.append(row)
+            except ValueError:  # unreadable: Parse sends it to the dead-letter topic
+                continue
+        scores = np.full(len(payloads), np.nan)
+        scores[rows] = self.scorer.score_many(pairs)
+        return pd.Series(scores)
+
+
+class JudgeAnswers(AsyncFunction):  # type: ignore[misc]
+    def __init__(self, params: JobParams) -> None:
+        self.options = {
+            "llm_base_url": params.llm_base_url,
+            "llm_model": params.llm_model,
+            "timeout": params.judge_timeout_seconds,
+        }
+        self.scorer: AsyncScorer | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        scorer = make_scorer("judge", **self.options)  # type: ignore[arg-type]
+        assert isinstance(scorer, AsyncScorer)
+        self.scorer = scorer
+
+    async def async_invoke(self, value: tuple[str, str, float, str]) -> list[Any]:
+        assert self.scorer is not None
+        try:
+            score_ = await self.scorer.ascore(_pair(value[1]))
+        except Exception as error:  # the scorer gave up: a dead letter, not a failed job
+            return [(value[0], value[1], math.nan, f"{type(error).__name__}: {error}"[:500])]
+        return [(value[0], value[1], score_, "")]
+
+    def timeout(self, value: tuple[str, str, float, str]) -> list[Any]:
+        return [(value[0], value[1], math.nan, "judge timed out")]
+
+
+class Route(KeyedProcessFunction):  # type: ignore[misc]
+    """Applies routing.decide with the question's KeyState from Flink keyed state."""
+
+    def __init__(self, params: JobParams) -> None:
+        self.rules = Rules(
+            params.threshold,
+            params.max_attempts,
+            params.scorer.value,
+            deterministic=params.scorer is not ScorerName.JUDGE,
+        )
+        self.run = params.run
+        self.topic = params.answers_topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("question", Types.STRING()))
+
+    def process_element(self, value: tuple[str, str, float, str], ctx: Any) -> Iterator[Any]:
+        key, answer_json, score_, error = value
+        if error:
+            yield DLQ, self._dead_letter(key, answer_json, error)
+            return
+        answer = Answer.model_validate_json(answer_json)
+        if self.rules.final_without_state(answer.attempt, score_):
+            # Final at once: no state to read, and none to keep (see Rules).
+            yield from _emit(decide(answer, score_, KeyState(), self.rules))
+            return
+        stored = self.state.value()
+        state = _load_state(stored) if stored else KeyState()
+        decision = decide(answer, score_, state, self.rules)
+        if decision.outcome is Outcome.DUPLICATE:
+            return
+        self.state.update(_dump_state(decision.state))
+        yield from _emit(decision)
+
+    def _dead_letter(self, key: str, answer_json: str, error: str) -> Row:
+        letter = DeadLetter.of(
+            run=self.run,
+            reason=DeadLetterReason.PERMANENT_ERROR,
+            detail=f"scoring failed: {error}",
+            payload=answer_json.encode(),
+            key=key.partition("/")[2].encode(),
+            topic=self.topic,
+        )
+        return Row(k=letter.question_id, v=letter.to_bytes().decode())
+
+
+def _emit(decision: Decision) -> Iterator[Any]:
+    if decision.result is not None:
+        yield Row(k=decision.result.question_id, v=decision.result.to_bytes().decode())
+    if decision.question is not None:
+        question = decision.question
+        yield QUESTIONS, Row(k=question.question_id, v=question.to_bytes().decode())
+    if decision.event is not None:
+        yield EVENTS, _event_tuple(decision.event)
+
+
+# Keyed state is stored as JSON text: readable in a savepoint and stable across
+# versions of the code, unlike a pickled dataclass.
+def _dump_state(state: KeyState) -> str:
+    best = state.best.model_dump(mode="json") if state.best else None
+    return json.dumps({"last_attempt": state.last_attempt, "best": best, "done": state.done})
+
+
+def _load_state(text: str) -> KeyState:
+    data = json.loads(text)
+    best = ScoredAttempt.model_validate(data["best"]) if data["best"] else None
+    return KeyState(last_attempt=data["last_attempt"], best=best, done=data["done"])
+
+
+def _event_tuple(event: MetricEvent) -> tuple[str, int, float, float, str]:
+    improvement = math.nan if event.improvement is None else event.improvement
+    return event.run, event.attempt, event.score, improvement, event.outcome.value
+
+
+def _event(values: Sequence[Any]) -> MetricEvent:
+    improvement = None if math.isnan(values[3]) else values[3]
+    return MetricEvent(values[0], values[1], values[2], improvement, Outcome(values[4]))
+
+
+class MetricsAggregate(AggregateFunction):  # type: ignore[misc]
+    def create_accumulator(self) -> RunMetrics:
+        return RunMetrics()
+
+    def add(self, value: Sequence[Any], accumulator: RunMetrics) -> RunMetrics:
+        return accumulator.add(_event(value))
+
+    def get_result(self, accumulator: RunMetrics) -> RunMetrics:
+        return accumulator
+
+    def merge(self, a: RunMetrics, b: RunMetrics) -> RunMetrics:
+        return a.merge(b)
+
+
+class MetricsWindow(ProcessWindowFunction):  # type: ignore[misc]
+    def process(self, key: str, context: Any, elements: Iterable[RunMetrics]) -> Iterator[Row]:
+        window = context.window()
+        for metrics in elements:
+            yield Row(k=key, v=metrics.to_json(key, window.start, window.end))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def environment(params: JobParams) -> StreamExecutionEnvironment:
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(params))
+    configure(env, params)
+    return env
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        params = parse(sys.argv[1:] if argv is None else argv)
+    except ParamError as error:
+        print(f"qarun-flink: {error}", file=sys.stderr)
+        return 2
+    env = environment(params)
+    build_job(env, params)
+    log.info(
+        "submitting qarun-scoring-%s: scorer=%s threshold=%s max_attempts=%s parallelism=%s",
+        params.run,
+        params.scorer,
+        params.threshold,
+        params.max_attempts,
+        params.parallelism,
+    )
+    env.execute(f"qarun-scoring-{params.run}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Fixtures for the operator tests: the QARun CRD on the real API server, the chart's RBAC,
+and the operator itself running in-process (kopf.testing.KopfRunner) as the chart's
+ServiceAccount, so every acceptance test also proves that the RBAC is enough."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from optools import (
+    CRD_FILE,
+    OPERATOR_NAMESPACE,
+    SummaryServer,
+    ensure_namespace,
+    render_operator_chart,
+    service_account_kubeconfig,
+)
+
+from qarun_devstack.kube import KubeCluster
+
+
+@pytest.fixture(scope="session")
+def qarun_crd(kube: KubeCluster) -> KubeCluster:
+    kube.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    kube.kubectl("wait", "--for=condition=Established", "crd/qaruns.qarun.io", "--timeout=60s")
+    return kube
+
+
+@pytest.fixture(scope="session")
+def operator_rbac(qarun_crd: KubeCluster) -> KubeCluster:
+    """The chart's ServiceAccount and RBAC, applied as rendered."""
+    kube = qarun_crd
+    ensure_namespace(kube, OPERATOR_NAMESPACE)
+    rendered = render_operator_chart(
+        kube,
+        "--show-only", "templates/controller/serviceaccount.yaml",
+        "--show-only", "templates/rbac/clusterrole.yaml",
+    )  # fmt: skip
+    kube.kubectl("apply", "--server-side", "-f", "-", input=rendered)
+    return kube
+
+
+@pytest.fixture(scope="session")
+def summary_server() -> Iterator[SummaryServer]:
+    server = SummaryServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    operator_rbac: KubeCluster,
+    summary_server: SummaryServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
+    """The operator in-process, authenticated as the chart's ServiceAccount."""
+    import kopf.testing  # noqa: PLC0415 - only the tests that run the operator need it
+
+    kubeconfig = service_account_kubeconfig(
+        operator_rbac, tmp_path_factory.mktemp("operator") / "kubeconfig"
+    )
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "QARUN_OPERATOR_SUMMARY_URL": summary_server.url,
+        "QARUN_OPERATOR_STATUS_INTERVAL_SECONDS": "1",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    from qarun_operator import handlers  # noqa: PLC0415 - after the environment is set
+
+    handlers._config.cache_clear()
+    handlers._kube.cache_clear()
+    args = ["run", "--standalone", "--all-namespaces", "-m", "qarun_operator.handlers"]
+    try:
+        with kopf.testing.KopfRunner(args, timeout=60) as runner:
+            yield runner
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        handlers._config.cache_clear()
+        handlers._kube.cache_clear()
+    assert runner.exception is None, runner.exception
+    assert runner.exit_code == 0, runner.output[-3000:]

@@ -1,0 +1,147 @@
+"""The planning function and its Kubernetes rendering, as plain data."""
+
+from __future__ import annotations
+
+import json
+
+from qarun_core import plan as p
+from qarun_core.spec import QARunSpec
+from qarun_core.topics import RunTopics
+from qarun_operator import render
+from qarun_operator.config import OperatorConfig
+
+OWNER = render.Owner(name="demo", uid="1234")
+
+
+def spec(**extra: object) -> QARunSpec:
+    return QARunSpec.model_validate({"llm": {"model": "qarun-sim"}} | extra)
+
+
+def test_plan_of_a_minimal_run() -> None:
+    run = p.plan("demo", "ns", spec())
+    assert [t.name for t in run.topics] == RunTopics(
+        "demo", run_tiers := p.retry_tiers(spec())
+    ).all()
+    assert [t.delay_seconds for t in run_tiers] == [2, 10, 60]
+    assert {t.partitions for t in run.topics} == {6}
+    assert run.topics[0].config["retention.ms"] == str(168 * 3600 * 1000)
+    assert [c.role for c in run.components] == [
+        "llm-worker",
+        "retry",
+        "storage-writer",
+        "generator",
+    ]
+    worker = run.component(p.LLM_WORKER)
+    assert (worker.name, worker.kind, worker.replicas) == ("demo-llm-worker", p.Kind.SERVICE, 2)
+    assert worker.command == ("qarun-llm-worker",)
+    assert worker.env["QARUN_RUN"] == "demo"
+    assert worker.env["QARUN_KAFKA__BOOTSTRAP"] == "qarun-kafka-bootstrap:9092"
+    assert worker.env["QARUN_LLM__MODEL"] == "qarun-sim"
+    assert worker.env["QARUN_RETRY__TIERS"] == "2s,10s,1m"
+    assert worker.secret_env == ()  # no apiKeySecretRef: no key
+    assert run.component(p.GENERATOR).kind is p.Kind.BATCH
+    assert run.selector == "qarun.io/run=demo,qarun.io/component=llm-worker"
+    assert run.flink.managed
+    assert run.flink.session == "demo-flink"
+    assert run.flink.args[:4] == ("--run", "demo", "--bootstrap", "qarun-kafka-bootstrap:9092")
+
+
+def test_secrets_reach_only_the_components_that_need_them() -> None:
+    run = p.plan(
+        "demo",
+        "ns",
+        spec(
+            llm={"model": "m", "apiKeySecretRef": {"name": "llm", "key": "k"}},
+            scoring={"method": "judge"},
+        ),
+    )
+    by_role = {c.role: {s.env for s in c.secret_env} for c in run.components}
+    assert by_role == {
+        "llm-worker": {"QARUN_LLM_API_KEY"},
+        "retry": set(),
+        "storage-writer": {"QARUN_STORAGE__POSTGRES_DSN"},
+        "generator": {"QARUN_STORAGE__POSTGRES_DSN"},
+    }
+    assert run.flink.secret_env == (p.SecretEnv("QARUN_LLM_API_KEY", "llm", "k"),)
+    assert "--llm-model" in run.flink.args
+
+
+def test_spec_values_reach_the_workloads() -> None:
+    run = p.plan(
+        "demo",
+        "ns",
+        spec(
+            traffic={"ratePerSecond": 12.5, "total": 40, "distribution": "constant"},
+            scoring={"threshold": 0.9, "maxRegenerations": 1},
+            workers={"replicas": 7},
+            retry={"overload": {"baseDelaySeconds": 5, "maxDelaySeconds": 300},
+                   "quota": {"delaySeconds": 900}},
+            kafka={"bootstrapServers": "127.0.0.1:9092", "partitions": 3},
+            flink={"sessionCluster": "shared"},
+        ),
+    )  # fmt: skip
+    generator = run.component(p.GENERATOR)
+    assert generator.env["QARUN_TRAFFIC__RATE_PER_SECOND"] == "12.5"
+    assert generator.env["QARUN_TRAFFIC__TOTAL"] == "40"
+    assert generator.env["QARUN_TRAFFIC__DISTRIBUTION"] == "constant"
+    assert run.component(p.LLM_WORKER).replicas == 7
+    assert run.bootstrap == "127.0.0.1:9092"
+    assert [t.name.rsplit(".", 1)[1] for t in run.topics][-5:] == [
+        "retry-5s",
+        "retry-10s",
+        "retry-1m",
+        "retry-5m",
+        "retry-15m",
+    ]
+    assert {t.partitions for t in run.topics} == {3}
+    args = run.flink.args
+    assert args[args.index("--threshold") + 1] == "0.9"
+    assert args[args.index("--max-regenerations") + 1] == "1"
+    assert (run.flink.managed, run.flink.session) == (False, "shared")
+
+
+def test_plan_is_deterministic() -> None:
+    assert p.plan("demo", "ns", spec()) == p.plan("demo", "ns", spec())
+
+
+def test_rendered_children_are_owned_labelled_and_hardened() -> None:
+    run = p.plan("demo", "ns", spec(llm={"model": "m", "apiKeySecretRef": {"name": "llm"}}))
+    manifests = render.manifests(run, OWNER, OperatorConfig())
+    kinds = [m["kind"] for m in manifests]
+    assert kinds.count("KafkaTopic") == len(run.topics)
+    assert kinds[len(run.topics) :] == [
+        "FlinkDeployment", "FlinkSessionJob", "Deployment", "Deployment", "Deployment", "Job",
+    ]  # fmt: skip
+    for m in manifests:
+        assert m["metadata"]["namespace"] == "ns"
+        assert m["metadata"]["ownerReferences"] == [OWNER.reference()]
+        assert m["metadata"]["labels"]["qarun.io/run"] == "demo"
+    topic = manifests[0]
+    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "qarun"
+    worker = next(m for m in manifests if m["metadata"]["name"] == "demo-llm-worker")
+    pod = worker["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert worker["spec"]["selector"]["matchLabels"] == {
+        "qarun.io/run": "demo",
+        "qarun.io/component": "llm-worker",
+    }
+    session_job = next(m for m in manifests if m["kind"] == "FlinkSessionJob")
+    assert session_job["spec"]["deploymentName"] == "demo-flink"
+    assert session_job["spec"]["job"]["args"][:2] == ["-pym", "qarun_flink.job"]
+    assert "apiKey" not in json.dumps(manifests).replace('"key": "apiKey"', "")
+
+
+def test_generator_job_hash_follows_its_template() -> None:
+    config = OperatorConfig()
+
+    def job_hash(rate: float) -> str:
+        run = p.plan("demo", "ns", spec(traffic={"ratePerSecond": rate}))
+        job = render.job(run, run.component(p.GENERATOR), OWNER, config)
+        return str(job["metadata"]["annotations"][render.TEMPLATE_HASH])
+
+    assert job_hash(5) == job_hash(5)
+    assert job_hash(5) != job_hash(6)

@@ -1,0 +1,120 @@
+"""The API over a run that went through the real pipeline, and a DEBUG-level run that
+must not log the API key or an Authorization header anywhere."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from qarun_devstack.process import free_port, port_open
+
+from .conftest import Roles, SimFactory, unique_run, wait_for
+from .forwarding import Forwarder
+from .pipeline import Infra, pipeline_env, start_pipeline, stored
+
+SECRET = "sk-qarun-test-0123456789abcdef"
+TOTAL = 150
+
+
+def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - http only
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read(), error.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+def test_api_and_no_secret_in_any_log_line(
+    infra: Infra,
+    simulator: SimFactory,
+    roles: Callable[[dict[str, str]], Roles],
+    forwarder: Callable[[str], Forwarder],
+) -> None:
+    sim = simulator(
+        "--latency",
+        "0.01",
+        "--rate-429",
+        "0.2",
+        "--rate-500",
+        "0.1",
+        "--api-key-env",
+        "SIM_KEY",
+        "--log-level",
+        "DEBUG",
+        env={"SIM_KEY": SECRET},
+    )
+    run = unique_run()
+    port = free_port()
+    env = pipeline_env(run, infra, sim.base_url) | {
+        "QARUN_TRAFFIC__TOTAL": str(TOTAL),
+        "QARUN_LOG_LEVEL": "DEBUG",
+        "QARUN_API__PORT": str(port),
+        "OPENAI_API_KEY": SECRET,
+    }
+    r = roles(env)
+    start_pipeline(r, run, infra.kafka)
+    forwarder(run)
+    r.start("api")
+    wait_for(lambda: stored(infra.postgres.dsn, run)["rows"] >= TOTAL, 180, "the run's results")
+    wait_for(lambda: port_open(port), 30, "the API")
+
+    check_endpoints(port, run)
+    r.stop_all()
+    text = r.logs()
+    assert "HTTP Request: POST" in text  # DEBUG logging really ran
+    for leak in (SECRET, SECRET[3:], "Bearer sk", "authorization: Bearer", "Authorization: Bearer"):
+        assert leak not in text
+
+
+def check_endpoints(port: int, run: str) -> None:
+    status, page = call(port, "GET", f"/runs/{run}/results?limit=5&offset=0")
+    assert status == 200
+    assert len(page["results"]) == 5
+    first = page["results"][0]
+
+    status, found = call(port, "GET", f"/status/{first['question_id']}?run={run}")
+    assert (status, found["status"]) == (200, "completed")
+
+    status, hit = call(
+        port, "POST", "/query", {"title": first["title"], "content": first["content"], "run": run}
+    )
+    assert status == 200, hit
+    assert hit["result"]["answer"]
+
+    status, miss = call(
+        port, "POST", "/query", {"title": "A question nobody asked yet?", "run": run}
+    )
+    assert status == 202
+    assert miss["question_id"].startswith("api-")
+
+    status, bad = call(port, "POST", "/query", {"content": "no title"})
+    assert status == 422
+    assert ["body", "title"] in [e["loc"] for e in bad["detail"]]
+
+    status, summary = call(port, "GET", f"/runs/{run}/summary")
+    assert status == 200
+    assert summary["counts"]["validated"] >= TOTAL
+    assert 0 < summary["score"]["mean"] <= 1
+    assert summary["latency_ms"]["p50"] > 0
+    assert summary["tokens"]["prompt"] > 0
+
+    assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
+    assert call(port, "GET", "/readyz") == (200, {"status": "ready"})
+    status, metrics = call(port, "GET", "/metrics")
+    assert 'qarun_api_queries_total{outcome="hit"} 1.0' in metrics
+    assert call(port, "GET", "/openapi.json")[0] == 200

@@ -1,0 +1,157 @@
+"""Pure pieces of the workers: settings, log redaction, AIMD, offsets, back-off, traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import random
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from qarun_core.messages import ErrorClass
+from qarun_core.topics import RetryTier
+from qarun_workers.concurrency import AdaptiveLimit
+from qarun_workers.generator import arrivals, in_burst, question_id, sequence
+from qarun_workers.kafka_io import OffsetTracker
+from qarun_workers.logs import RedactSecrets
+from qarun_workers.retry import retry_delay
+from qarun_workers.settings import RetrySettings, Settings, TrafficSettings
+
+
+def test_settings_from_env_keep_the_key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QARUN_RUN", "yahoo-demo")
+    monkeypatch.setenv("QARUN_LLM__MAX_CONCURRENCY", "900")
+    monkeypatch.setenv("QARUN_RETRY__TIERS", "5s,30s,5m")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-123456")
+    settings = Settings()
+    assert settings.llm.max_concurrency == 900
+    assert settings.retry.tiers == (RetryTier(5), RetryTier(30), RetryTier(300))
+    assert settings.topics.retries[-1] == "qarun.yahoo-demo.retry-5m"
+    assert settings.llm_api_key.get_secret_value() == "sk-from-env-123456"
+    assert "sk-from-env" not in repr(settings)
+    assert settings.group("llm-worker") == "qarun.yahoo-demo.llm-worker"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "headers={'Authorization': 'Bearer sk-abcdef1234567890'}",
+        "sending authorization: Bearer abc.def.ghi",
+        "key is sk-proj-abcdefgh12345678 oops",
+        'payload {"api_key": "hunter2-long-secret"}',
+        "dsn postgresql://qarun:pa55word@db:5432/qarun",
+        "the configured secret my-own-secret-value leaked",
+    ],
+)
+def test_redaction_filter_masks_secrets(line: str, caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.redaction")
+    redact = RedactSecrets(["my-own-secret-value"])
+    logger.addFilter(redact)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="test.redaction"):
+            logger.debug("%s", line)
+    finally:
+        logger.removeFilter(redact)
+    text = caplog.records[-1].getMessage()
+    assert "***" in text
+    for secret in ("sk-abcdef", "abc.def.ghi", "sk-proj-abc", "hunter2", "pa55word", "my-own"):
+        assert secret not in text
+
+
+def test_aimd_slow_start_then_backs_off_once_per_round_trip() -> None:
+    async def scenario() -> AdaptiveLimit:
+        limit = AdaptiveLimit(initial=4, minimum=2, maximum=64)
+        limit.started(4)
+        for _ in range(4):
+            limit.success(0.01)  # window full: slow start, +1 each
+        assert limit.limit == 8
+        limit.overload()
+        limit.overload()  # the same burst: counted once
+        assert limit.limit == pytest.approx(6.4)
+        limit.success(0.01)
+        assert 6.4 < limit.limit < 7.5  # gentle growth above the threshold
+        return limit
+
+    limit = asyncio.run(scenario())
+    for _ in range(1000):
+        limit.success(0.01)
+    assert limit.limit <= 64
+
+
+def test_offsets_are_stored_only_past_the_finished_prefix() -> None:
+    class Msg:
+        def __init__(self, offset: int) -> None:
+            self._offset = offset
+
+        def topic(self) -> str:
+            return "t"
+
+        def partition(self) -> int:
+            return 0
+
+        def offset(self) -> int:
+            return self._offset
+
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12):
+        tracker.started(Msg(offset))  # type: ignore[arg-type]
+    assert tracker.finished("t", 0, 12) is None
+    assert tracker.finished("t", 0, 10) == TopicPartition("t", 0, 11)
+    assert tracker.finished("t", 0, 11) == TopicPartition("t", 0, 13)
+    assert tracker.in_flight == 0
+    tracker.revoke([TopicPartition("t", 0)])
+    assert tracker.finished("t", 0, 14) is None
+
+
+def test_backoff_is_exponential_with_jitter_and_quota_waits_long() -> None:
+    policy = RetrySettings(overload_base_seconds=2, overload_max_seconds=60, quota_delay_seconds=90)
+    rng = random.Random(1)
+    delays = [retry_delay(ErrorClass.OVERLOAD, n, policy, 0, rng) for n in range(8)]
+    assert 1 <= delays[0] <= 2
+    assert 8 <= delays[3] <= 16
+    assert all(30 <= d <= 60 for d in delays[5:])
+    assert retry_delay(ErrorClass.OVERLOAD, 0, policy, 7.0, rng) == 7.0  # Retry-After wins
+    assert retry_delay(ErrorClass.QUOTA, 0, policy, 0, rng) == 90
+
+
+@pytest.mark.parametrize("distribution", ["poisson", "constant", "bursty"])
+def test_arrival_schedules_keep_their_mean_rate(distribution: str) -> None:
+    traffic = TrafficSettings(
+        distribution=distribution,
+        rate_per_second=200,  # type: ignore[arg-type]
+        burst_factor=5,
+        burst_every_seconds=10,
+        burst_length_seconds=2,
+    )
+    times = arrivals(traffic, random.Random(7))
+    sent = [next(times) for _ in range(60_000)]
+    rate = len(sent) / sent[-1]
+    expected = 200.0
+    if distribution == "bursty":  # 2 s of every 10 at 5x: mean = 200 * (8 + 2*5) / 10
+        expected = 360.0
+        burst = sum(1 for t in sent if in_burst(t, traffic))
+        assert burst > len(sent) / 2
+    assert rate == pytest.approx(expected, rel=0.02)
+
+
+def test_question_ids_are_stable_and_rows_repeat_up_to_total() -> None:
+    assert question_id("demo", 5) == question_id("demo", 5)
+    assert question_id("demo", 5) != question_id("other", 5)
+    rows = list(sequence(TrafficSettings(total=700)))
+    assert len(rows) == 700
+    assert rows[311][1] == rows[0][1]  # the 311-row sample starts over
+    assert [seq for seq, _ in rows] == list(range(700))
+    assert len(list(sequence(TrafficSettings(limit=20)))) == 20
+
+
+@pytest.mark.parametrize(
+    "module", ["generator", "llm_worker", "retry", "storage_writer", "api", "simulator"]
+)
+def test_every_role_has_a_help(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    role = importlib.import_module(f"qarun_workers.{module}")
+    with pytest.raises(SystemExit) as done:
+        role.main(["--help"])
+    assert done.value.code == 0
+    assert "usage: qarun-" in capsys.readouterr().out

@@ -1,0 +1,220 @@
+"""The QARun API: ask a question, follow it, read a run's results and summary.
+
+POST /query                 200 with the cached answer on a hit; 202 with an id on a
+                            miss (the question is published to the run's pipeline)
+GET  /status/{question_id}  completed (with the result) or pending
+GET  /runs/{run}/results    paged results
+GET  /runs/{run}/summary    counts, score mean/sd, attempts, improvement per attempt,
+                            throughput, latency percentiles, tokens, budget state
+GET  /metrics               Prometheus;  /healthz, /readyz;  /docs, /openapi.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import uvicorn
+from confluent_kafka import Producer
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from qarun_core.messages import RUN_PATTERN, Question
+from qarun_core.topics import RunTopics
+from qarun_workers import logs
+from qarun_workers.cache import answer_key, text_hash, text_key
+from qarun_workers.kafka_io import producer_config
+from qarun_workers.limits import budget_key, text
+from qarun_workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUERIES = Counter("qarun_api_queries_total", "POST /query by outcome", ["outcome"])
+
+
+class Query_(BaseModel):  # noqa: N801 - "Query" is FastAPI's parameter marker
+    title: str = Field(min_length=1, max_length=2000)
+    content: str = Field(default="", max_length=20000)
+    best_answer: str = Field(default="", max_length=20000, description="reference, if any")
+    run: str | None = Field(default=None, pattern=RUN_PATTERN)
+
+
+class State:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        storage = settings.storage
+        self.pool = AsyncConnectionPool(
+            storage.postgres_dsn.get_secret_value(), min_size=1, max_size=4, open=False
+        )
+        self.redis = Redis.from_url(storage.redis_url.get_secret_value())
+        self.producer = Producer(producer_config(settings))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state = State(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await state.pool.open(wait=False)
+        yield
+        await state.pool.close()
+        await state.redis.aclose()
+        state.producer.flush(10)
+
+    app = FastAPI(title="QARun API", version="1", lifespan=lifespan)
+
+    @app.post("/query", status_code=202)
+    async def query(body: Query_, response: Response) -> dict[str, Any]:
+        run = body.run or settings.run
+        cached = await state.redis.get(text_key(run, body.title, body.content))
+        if cached is not None:
+            QUERIES.labels("hit").inc()
+            response.status_code = 200
+            return {"status": "found", "source": "cache", "result": json.loads(cached)}
+        QUERIES.labels("miss").inc()
+        question = Question(
+            run=run,
+            question_id=f"api-{text_hash(body.title, body.content)}",
+            title=body.title,
+            content=body.content,
+            best_answer=body.best_answer,
+        )
+        await publish(state.producer, RunTopics(run).questions, question)
+        return {"status": "pending", "question_id": question.question_id, "run": run}
+
+    @app.get("/status/{question_id}")
+    async def status(question_id: str, run: str | None = None) -> dict[str, Any]:
+        run = run or settings.run
+        cached = await state.redis.get(answer_key(run, question_id))
+        if cached is not None:
+            return {"status": "completed", "source": "cache", "result": json.loads(cached)}
+        rows = await fetch(state.pool, RESULT_SQL + " AND question_id = %s", (run, question_id))
+        if rows:
+            return {"status": "completed", "source": "database", "result": rows[0]}
+        return {"status": "pending", "question_id": question_id}
+
+    @app.get("/runs/{run}/results")
+    async def results(
+        run: str,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        rows = await fetch(
+            state.pool,
+            RESULT_SQL + " ORDER BY question_id LIMIT %s OFFSET %s",
+            (run, limit, offset),
+        )
+        return {"run": run, "limit": limit, "offset": offset, "results": rows}
+
+    @app.get("/runs/{run}/summary")
+    async def summary(run: str) -> dict[str, Any]:
+        return await run_summary(state, run)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        try:
+            await state.redis.ping()
+            await fetch(state.pool, "SELECT 1 AS ok", ())
+        except Exception as error:  # any dependency failure means not ready
+            return JSONResponse({"status": "unready", "reason": type(error).__name__}, 503)
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+RESULT_SQL = """
+SELECT question_id, status, title, content, answer, score, best_attempt, attempts, failure,
+       prompt_tokens, completion_tokens, cost_usd, finished_at
+FROM results WHERE run = %s"""
+
+SUMMARY_SQL = {
+    "counts": "SELECT status, count(*) AS n FROM results WHERE run = %s GROUP BY status",
+    "score": "SELECT avg(score) AS mean, stddev_pop(score) AS stddev, "
+    "sum(prompt_tokens)::bigint AS prompt_tokens, "
+    "sum(completion_tokens)::bigint AS completion_tokens, "
+    "sum(cost_usd) AS cost_usd, extract(epoch FROM max(finished_at) - min(first_sent_at)) "
+    "AS seconds, count(*) AS n FROM results WHERE run = %s AND status <> 'failed'",
+    "attempts": "SELECT attempts, count(*) AS n FROM results WHERE run = %s GROUP BY attempts",
+    "per_attempt": "SELECT attempt, avg(score) AS mean_score, count(*) AS n FROM attempts "
+    "WHERE run = %s GROUP BY attempt ORDER BY attempt",
+    "latency": "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
+    "(ORDER BY latency_ms) AS p FROM attempts WHERE run = %s",
+}
+
+
+async def run_summary(state: State, run: str) -> dict[str, Any]:
+    q = {name: await fetch(state.pool, sql, (run,)) for name, sql in SUMMARY_SQL.items()}
+    score = q["score"][0]
+    seconds = float(score["seconds"] or 0)
+    latency = q["latency"][0]["p"] or [None, None, None]
+    exhausted = await state.redis.hget(budget_key(run), "exhausted")
+    return {
+        "run": run,
+        "counts": {row["status"]: row["n"] for row in q["counts"]},
+        "score": {"mean": score["mean"], "stddev": score["stddev"]},
+        "attempts": {str(row["attempts"]): row["n"] for row in q["attempts"]},
+        "improvement_per_attempt": q["per_attempt"],
+        "throughput_per_second": score["n"] / seconds if seconds > 0 else None,
+        "latency_ms": dict(zip(("p50", "p95", "p99"), latency, strict=True)),
+        "tokens": {
+            "prompt": score["prompt_tokens"] or 0,
+            "completion": score["completion_tokens"] or 0,
+            "cost_usd": score["cost_usd"] or 0.0,
+        },
+        "budget_exhausted": text(exhausted) if exhausted else None,
+    }
+
+
+async def fetch(pool: AsyncConnectionPool, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.encode(), args)
+        return await cur.fetchall()
+
+
+async def publish(producer: Producer, topic: str, question: Question) -> None:
+    producer.produce(topic, question.to_bytes(), question.key())
+    if await asyncio.to_thread(producer.flush, 10) > 0:
+        raise HTTPException(503, "the pipeline did not accept the question")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qarun-api", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    storage = settings.storage
+    logs.setup(
+        settings.log_level,
+        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

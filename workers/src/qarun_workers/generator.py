@@ -1,0 +1,226 @@
+"""The traffic generator: data set rows -> Question messages at a shaped rate.
+
+Arrivals follow a poisson, bursty or constant process at `rate_per_second`, scheduled
+on absolute times (no drift), until `total` questions or `duration_seconds`. Question
+ids are a stable hash of the run and the question's sequence number, so a restart
+produces the same ids; rows repeat from the start when `total` exceeds the data set.
+Before sending, ids already stored in PostgreSQL are skipped (as the seeds' generator
+checks storage first), and progress is checkpointed in Redis after each acknowledged
+batch, so a restarted generator resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from confluent_kafka import KafkaError, Message, Producer
+from redis import Redis
+
+from qarun_core.messages import Question
+from qarun_workers import logs
+from qarun_workers.dataset import Row, read_rows
+from qarun_workers.kafka_io import Shutdown, ensure_run_topics, producer_config
+from qarun_workers.settings import Settings, TrafficSettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 1.0  # seconds between progress checkpoints
+
+
+def question_id(run: str, seq: int) -> str:
+    return hashlib.blake2b(f"{run}\x00{seq}".encode(), digest_size=10).hexdigest()
+
+
+def progress_key(run: str) -> str:
+    return f"qarun:{run}:generator"
+
+
+def arrivals(traffic: TrafficSettings, rng: random.Random) -> Iterator[float]:
+    """Send times in seconds from the start, forever."""
+    now = 0.0
+    while True:
+        rate = traffic.rate_per_second
+        if traffic.distribution == "bursty" and in_burst(now, traffic):
+            rate *= traffic.burst_factor
+        if traffic.distribution == "poisson":
+            now += rng.expovariate(rate)
+        else:
+            now += 1.0 / rate
+        yield now
+
+
+def in_burst(t: float, traffic: TrafficSettings) -> bool:
+    """Bursts start every `burst_every_seconds` and last `burst_length_seconds`."""
+    return math.fmod(t, traffic.burst_every_seconds) < traffic.burst_length_seconds
+
+
+def sequence(traffic: TrafficSettings) -> Iterator[tuple[int, Row]]:
+    """(sequence number, row): the data set once, or repeated up to `total`."""
+    seq = 0
+    while True:
+        empty = True
+        for row in read_rows(traffic.source, traffic.format, traffic.limit):
+            empty = False
+            if traffic.total and seq >= traffic.total:
+                return
+            yield seq, row
+            seq += 1
+        if empty or not traffic.total:
+            return
+
+
+@dataclass
+class Progress:
+    sent: int = 0
+    skipped: int = 0
+    acked: int = 0
+    failed: KafkaError | None = None
+
+    def delivered(self, error: KafkaError | None, _msg: Message) -> None:
+        if error is not None:
+            self.failed = error
+        else:
+            self.acked += 1
+
+
+class Generator:
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, redis: Redis | None, answered: set[str]
+    ) -> None:
+        self.s = settings
+        self.traffic = settings.traffic
+        self.shutdown = shutdown
+        self.redis = redis
+        self.answered = answered
+        self.producer = Producer(producer_config(settings))
+        self.progress = Progress()
+
+    def resume_from(self) -> int:
+        if self.redis is None:
+            return 0
+        return int(self.redis.hget(progress_key(self.s.run), "next") or 0)
+
+    def run(self) -> Progress:
+        start_seq = self.resume_from()
+        if start_seq:
+            log.info("resuming after %d questions already sent", start_seq)
+        times = arrivals(self.traffic, random.Random(self.traffic.seed))
+        started = time.monotonic()
+        last_checkpoint = started
+        next_seq = start_seq
+        finished = True
+        for seq, row in sequence(self.traffic):
+            if seq < start_seq:
+                continue
+            at = started + next(times)
+            if self._over(at - started) or self.shutdown:
+                finished = not self.shutdown
+                break
+            self._wait_until(at)
+            self._send(seq, row)
+            next_seq = seq + 1
+            if time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY:
+                self._checkpoint(next_seq)
+                last_checkpoint = time.monotonic()
+        self._checkpoint(next_seq, done=finished)
+        p = self.progress
+        log.info(
+            "sent %d, skipped %d as already answered, in %.1f s",
+            p.sent,
+            p.skipped,
+            time.monotonic() - started,
+        )
+        return p
+
+    def _over(self, elapsed: float) -> bool:
+        duration = self.traffic.duration_seconds
+        return bool(duration) and elapsed > duration
+
+    def _wait_until(self, at: float) -> None:
+        while (left := at - time.monotonic()) > 0:
+            self.producer.poll(min(left, 0.05))
+
+    def _send(self, seq: int, row: Row) -> None:
+        qid = question_id(self.s.run, seq)
+        if qid in self.answered:
+            self.progress.skipped += 1
+            return
+        question = Question(
+            run=self.s.run,
+            question_id=qid,
+            title=row.title,
+            content=row.content,
+            best_answer=row.best_answer,
+            row=row.row,
+        )
+        self.producer.produce(
+            self.s.topics.questions,
+            question.to_bytes(),
+            question.key(),
+            on_delivery=self.progress.delivered,
+        )
+        self.producer.poll(0)
+        self.progress.sent += 1
+
+    def _checkpoint(self, next_seq: int, done: bool = False) -> None:
+        """Record progress only once everything before `next_seq` is acknowledged."""
+        if self.producer.flush(30) > 0 or self.progress.failed is not None:
+            raise RuntimeError(f"questions not acknowledged: {self.progress.failed}")
+        if self.redis is not None:
+            fields = {
+                "next": next_seq,
+                "sent": self.progress.sent,
+                "skipped": self.progress.skipped,
+                "done": int(done),
+            }
+            self.redis.hset(progress_key(self.s.run), mapping=fields)  # type: ignore[arg-type]
+
+
+def answered_ids(dsn: str, run: str) -> set[str]:
+    """Ids already stored for this run; an absent schema means none."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            rows = conn.execute("SELECT question_id FROM results WHERE run = %s", (run,))
+            return {r[0] for r in rows}
+    except psycopg.errors.UndefinedTable:
+        return set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qarun-generator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--no-storage",
+        action="store_true",
+        help="neither skip answered questions nor checkpoint progress",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings()
+    storage = settings.storage
+    logs.setup(
+        settings.log_level,
+        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
+    )
+    ensure_run_topics(settings)
+    redis, answered = None, set[str]()
+    if not args.no_storage:
+        redis = Redis.from_url(storage.redis_url.get_secret_value())
+        if settings.traffic.skip_answered:
+            answered = answered_ids(storage.postgres_dsn.get_secret_value(), settings.run)
+    Generator(settings, Shutdown().install(), redis, answered).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

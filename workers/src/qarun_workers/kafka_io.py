@@ -1,0 +1,209 @@
+"""Kafka plumbing shared by the roles: configs, topic creation, offsets, dead letters.
+
+The delivery contract is at-least-once: a consumed offset is stored only once the
+output it led to has been acknowledged by the broker (`acks=all`). Outputs complete
+out of order (LLM calls do), so `OffsetTracker` stores, per partition, the offset just
+past the longest finished prefix. librdkafka commits stored offsets in the background
+and once more on close.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from qarun_core.messages import DeadLetter, PoisonMessageError
+from qarun_core.topics import run_of
+from qarun_workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka.bootstrap,
+        "client.id": f"{settings.run}-{settings.instance}",
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **extra,
+    }
+
+
+def consumer_config(settings: Settings, role: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka.bootstrap,
+        "group.id": settings.group(role),
+        "client.id": f"{settings.run}-{role}-{settings.instance}",
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1000,
+        "enable.auto.offset.store": False,  # stored by OffsetTracker after the output is acked
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.kafka.session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, settings.kafka.session_timeout_ms // 4),
+        **extra,
+    }
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replicas: int = 1) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=15).topics)
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replicas)
+        for name in names
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        log.info("created topic %s", name)
+
+
+def ensure_run_topics(settings: Settings) -> None:
+    if settings.kafka.create_topics:
+        kafka = settings.kafka
+        ensure_topics(kafka.bootstrap, settings.topics.all(), kafka.partitions, kafka.replicas)
+
+
+class OffsetTracker:
+    """Per partition, the offsets in flight; yields the offset to store as a prefix finishes."""
+
+    def __init__(self) -> None:
+        self._order: dict[tuple[str, int], deque[int]] = {}
+        self._done: dict[tuple[str, int], set[int]] = {}
+
+    def started(self, msg: Message) -> None:
+        key = (msg.topic() or "", msg.partition() or 0)
+        self._order.setdefault(key, deque()).append(msg.offset() or 0)
+        self._done.setdefault(key, set())
+
+    def finished(self, topic: str, partition: int, offset: int) -> TopicPartition | None:
+        """Mark one offset done; the position to store when the finished prefix grew."""
+        key = (topic, partition)
+        order, done = self._order.get(key), self._done.get(key)
+        if order is None or done is None:
+            return None  # the partition was revoked meanwhile
+        done.add(offset)
+        last = None
+        while order and order[0] in done:
+            last = order.popleft()
+            done.discard(last)
+        return None if last is None else TopicPartition(topic, partition, last + 1)
+
+    def revoke(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._order.pop((tp.topic, tp.partition), None)
+            self._done.pop((tp.topic, tp.partition), None)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(order) for order in self._order.values())
+
+
+class Delivery:
+    """Producer callbacks that store the consumed offset once the output is acked."""
+
+    def __init__(self, consumer: Consumer, tracker: OffsetTracker) -> None:
+        self.consumer = consumer
+        self.tracker = tracker
+        self.failure: KafkaError | None = None
+
+    def on_done(self, source: Message) -> Callable[[KafkaError | None, Message], None]:
+        topic, partition, offset = source.topic() or "", source.partition() or 0, source.offset()
+
+        def callback(error: KafkaError | None, _msg: Message) -> None:
+            if error is not None:
+                self.failure = error  # the loop stops; the offset stays unstored
+                return
+            self.finish(topic, partition, offset or 0)
+
+        return callback
+
+    def finish(self, topic: str, partition: int, offset: int) -> None:
+        position = self.tracker.finished(topic, partition, offset)
+        if position is not None:
+            try:
+                self.consumer.store_offsets(offsets=[position])
+            except KafkaException as error:  # revoked in between: the next owner replays
+                log.debug("offset not stored: %s", error)
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise KafkaException(self.failure)
+
+
+def dead_letter(
+    producer: Producer,
+    dlq_topic: str,
+    msg: Message,
+    error: PoisonMessageError,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """Publish a message that can never be processed to the dead-letter topic, with why."""
+    topic = msg.topic() or ""
+    letter = DeadLetter.of(
+        run=run_of(topic),
+        reason=error.reason,
+        detail=error.detail,
+        payload=msg.value(),
+        key=msg.key(),
+        topic=topic,
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+    )
+    log.warning("dead letter %s@%s: %s", topic, msg.offset(), error)
+    producer.produce(dlq_topic, letter.to_bytes(), letter.key(), on_delivery=on_delivery)
+
+
+def raise_on_error(msg: Message) -> bool:
+    """True for a real message; partition EOF is skipped, any other error raised."""
+    error = msg.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    raise KafkaException(error)
+
+
+class Shutdown:
+    """Set on SIGTERM or SIGINT; poll loops check it and finish cleanly."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> Shutdown:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()

@@ -1,0 +1,339 @@
+"""The LLM worker: questions in, answers (or retries, or dead letters) out.
+
+One asyncio loop. It takes messages from the questions topic only while the adaptive
+concurrency limit has room, starts one task per message, and each task waits for the
+fleet-wide rate limit and the budget, calls the LLM and publishes the outcome:
+
+    ok                       -> answers
+    overload / quota error   -> retry tier (due time in headers), until max attempts
+    permanent error, poison  -> dead-letter topic (with the reason)
+
+A message's offset is stored only when its outcome is acknowledged by the broker.
+On SIGTERM it stops taking messages, lets the calls in flight finish (up to the LLM
+timeout), flushes and commits. When the budget is spent it stops sending and idles;
+the unsent messages stay in Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from openai import AsyncOpenAI
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from qarun_core.messages import (
+    Answer,
+    DeadLetter,
+    DeadLetterReason,
+    ErrorClass,
+    PoisonMessageError,
+    Question,
+    RetryHeaders,
+)
+from qarun_core.topics import tier_for
+from qarun_workers import logs
+from qarun_workers.concurrency import AdaptiveLimit
+from qarun_workers.kafka_io import (
+    Delivery,
+    OffsetTracker,
+    Shutdown,
+    consumer_config,
+    dead_letter,
+    ensure_run_topics,
+    producer_config,
+    raise_on_error,
+)
+from qarun_workers.limits import Budget, FleetLimiter, Usage
+from qarun_workers.llm_client import Completion, Failure, ask, estimate_tokens, make_client, prompt
+from qarun_workers.retry import retry_delay
+from qarun_workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.answered = 0
+        self.retried = 0
+        self.dead = 0
+        self.tokens = 0
+
+
+class LLMWorker:
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, client: AsyncOpenAI, redis: Redis | None
+    ) -> None:
+        self.s = settings
+        self.shutdown = shutdown
+        self.client = client
+        self.topics = settings.topics
+        self.consumer = Consumer(consumer_config(settings, "llm-worker"))
+        self.producer = Producer(
+            producer_config(settings, **{"queue.buffering.max.messages": 1_000_000})
+        )
+        self.tracker = OffsetTracker()
+        self.delivery = Delivery(self.consumer, self.tracker)
+        llm = settings.llm
+        self.limit = AdaptiveLimit(
+            llm.initial_concurrency, llm.min_concurrency, llm.max_concurrency
+        )
+        if redis is None and (llm.requests_per_minute or llm.tokens_per_minute):
+            raise ValueError("fleet-wide rate limits need Redis")
+        self.fleet = (
+            FleetLimiter(redis, settings.run, llm.requests_per_minute, llm.tokens_per_minute)
+            if redis
+            else None
+        )
+        self.budget = (
+            Budget(redis, settings.run, settings.budget.max_tokens, settings.budget.max_cost_usd)
+            if redis
+            else None
+        )
+        self.rng = random.Random()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.counters = Counters()
+
+    async def run(self) -> None:
+        self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
+        try:
+            await self._loop()
+        finally:
+            await self._drain()
+
+    async def _loop(self) -> None:
+        while not self.shutdown:
+            self.delivery.check()
+            self.producer.poll(0)
+            if self.budget is not None and self.budget.exhausted:
+                self._idle()
+                await asyncio.sleep(0.2)
+                continue
+            room = self.limit.room
+            if room == 0:
+                await self.limit.wait_for_room(0.05)
+                continue
+            messages = self.consumer.consume(num_messages=min(room, BATCH), timeout=0)
+            if not messages:
+                await asyncio.sleep(0.01)
+                continue
+            for msg in messages:
+                if raise_on_error(msg):
+                    self._start(msg)
+            await asyncio.sleep(0)
+
+    def _idle(self) -> None:
+        """Budget spent: fetch nothing more, but keep polling to stay in the group."""
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(assigned)
+        msg = self.consumer.poll(0)
+        if msg is not None and msg.error() is None:  # from a partition assigned just now
+            where = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+            self.consumer.pause([where])
+            self.consumer.seek(where)
+
+    def _start(self, msg: Message) -> None:
+        self.tracker.started(msg)
+        self.limit.started()
+        task = asyncio.create_task(self._handle(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.limit.finished()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("message handler failed", exc_info=task.exception())
+            self.shutdown.event.set()  # a bug, not a message problem: stop without committing
+
+    async def _handle(self, msg: Message) -> None:
+        try:
+            question = Question.from_bytes(msg.value())
+        except PoisonMessageError as error:
+            self.counters.dead += 1
+            dead_letter(self.producer, self.topics.dlq, msg, error, self.delivery.on_done(msg))
+            return
+        text = prompt(question)
+        estimate = estimate_tokens(text, self.s.llm.max_tokens)
+        if not await self._may_send(estimate):
+            return  # budget spent: the offset stays unstored, the message stays in Kafka
+        try:
+            completion = await ask(self.client, self.s.llm, text)
+        except Failure as failure:
+            await self._settle(estimate, None)
+            self._failed(msg, question, failure)
+            return
+        await self._settle(estimate, completion)
+        self.limit.success(completion.latency_ms / 1000)
+        self._answered(msg, question, completion)
+
+    async def _may_send(self, estimate: int) -> bool:
+        if self.budget is not None and not await self.budget.reserve(self._usage(estimate, 0)):
+            return False
+        if self.fleet is not None:
+            await self.fleet.acquire(estimate)
+        return True
+
+    async def _settle(self, estimate: int, completion: Completion | None) -> None:
+        actual = (
+            0 if completion is None else completion.prompt_tokens + completion.completion_tokens
+        )
+        prompt_tokens = 0 if completion is None else completion.prompt_tokens
+        if self.fleet is not None:
+            await self.fleet.settle(estimate, actual)
+        if self.budget is not None:
+            spent = self._usage(prompt_tokens, actual - prompt_tokens)
+            await self.budget.settle(self._usage(estimate, 0), spent)
+
+    def _usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return Usage(
+            prompt_tokens + completion_tokens, self._cost(prompt_tokens, completion_tokens)
+        )
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        llm = self.s.llm
+        return (
+            prompt_tokens * llm.prompt_usd_per_million
+            + completion_tokens * llm.completion_usd_per_million
+        ) / 1e6
+
+    def _answered(self, msg: Message, question: Question, completion: Completion) -> None:
+        answer = Answer.for_question(
+            question,
+            answer=completion.text,
+            model=completion.model,
+            latency_ms=round(completion.latency_ms, 1),
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cost_usd=self._cost(completion.prompt_tokens, completion.completion_tokens),
+            worker=self.s.instance,
+        )
+        self.counters.answered += 1
+        self.counters.tokens += completion.prompt_tokens + completion.completion_tokens
+        self.producer.produce(
+            self.topics.answers,
+            answer.to_bytes(),
+            answer.key(),
+            on_delivery=self.delivery.on_done(msg),
+        )
+
+    def _failed(self, msg: Message, question: Question, failure: Failure) -> None:
+        if failure.error != ErrorClass.PERMANENT:
+            self.limit.overload()
+        calls = question.retries + 1
+        if failure.error == ErrorClass.PERMANENT or calls >= self.s.retry.max_attempts:
+            reason = (
+                DeadLetterReason.PERMANENT_ERROR
+                if failure.error == ErrorClass.PERMANENT
+                else DeadLetterReason.RETRIES_EXHAUSTED
+            )
+            self._dead(
+                msg, question, reason, f"{failure.error}: {failure.reason} after {calls} calls"
+            )
+            return
+        delay = retry_delay(
+            failure.error, question.retries, self.s.retry, failure.retry_after, self.rng
+        )
+        headers = RetryHeaders(
+            due_ms=int((time.time() + delay) * 1000), error=failure.error, reason=failure.reason
+        )
+        again = question.retried()
+        self.counters.retried += 1
+        self.producer.produce(
+            self.topics.retry(tier_for(delay, self.s.retry.tiers)),
+            again.to_bytes(),
+            again.key(),
+            headers=headers.to_headers(),
+            on_delivery=self.delivery.on_done(msg),
+        )
+
+    def _dead(
+        self, msg: Message, question: Question, reason: DeadLetterReason, detail: str
+    ) -> None:
+        letter = DeadLetter.of(
+            run=question.run,
+            reason=reason,
+            detail=detail,
+            payload=msg.value(),
+            key=msg.key(),
+            topic=msg.topic() or "",
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            attempt=question.attempt,
+        )
+        log.warning("dead letter for question %s: %s", question.question_id, detail)
+        self.counters.dead += 1
+        self.producer.produce(
+            self.topics.dlq, letter.to_bytes(), letter.key(), on_delivery=self.delivery.on_done(msg)
+        )
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.producer.flush(10)
+        self.tracker.revoke(partitions)
+
+    async def _drain(self) -> None:
+        grace = self.s.llm.timeout_seconds + 5
+        if self.tasks:
+            log.info("waiting for %d calls in flight", len(self.tasks))
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+        self.producer.flush(30)
+        self.delivery.check()
+        self.consumer.close()  # commits the stored offsets
+        c = self.counters
+        log.info(
+            "stopped: answered %d, retried %d, dead letters %d, tokens %d, peak in flight %d",
+            c.answered,
+            c.retried,
+            c.dead,
+            c.tokens,
+            self.limit.peak_in_flight,
+        )
+
+
+async def serve(settings: Settings, shutdown: Shutdown) -> None:
+    client = make_client(settings.llm, settings.llm_api_key.get_secret_value())
+    needs_redis = (
+        settings.llm.requests_per_minute
+        or settings.llm.tokens_per_minute
+        or (settings.budget.max_tokens or settings.budget.max_cost_usd)
+    )
+    redis = None
+    if needs_redis:  # a few connections, waited for: thousands of tasks share them
+        pool = BlockingConnectionPool.from_url(
+            settings.storage.redis_url.get_secret_value(), max_connections=16, timeout=None
+        )
+        redis = Redis(connection_pool=pool)
+    try:
+        await LLMWorker(settings, shutdown, client, redis).run()
+    finally:
+        await client.close()
+        if redis is not None:
+            await redis.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qarun-llm-worker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    logs.setup(settings.log_level, secrets=[settings.llm_api_key.get_secret_value()])
+    ensure_run_topics(settings)
+    asyncio.run(serve(settings, Shutdown().install()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

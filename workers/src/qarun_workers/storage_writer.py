@@ -1,0 +1,144 @@
+"""The storage writer: results and dead letters into PostgreSQL, answers into Redis.
+
+A batch (up to `batch_size` messages or `batch_wait_seconds`) is written in one
+transaction of idempotent upserts; only after the database commit are the answers
+cached and the Kafka offsets committed, so a crash at any point replays the batch
+and changes nothing twice. A payload on the results topic that is not a Result goes
+to the dead-letter topic (and is stored from there like any dead letter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from psycopg_pool import ConnectionPool
+from redis import Redis
+
+from qarun_core.messages import DeadLetter, PoisonMessageError, Result
+from qarun_workers import logs
+from qarun_workers.cache import cache_entries
+from qarun_workers.kafka_io import (
+    Shutdown,
+    consumer_config,
+    dead_letter,
+    ensure_run_topics,
+    producer_config,
+    raise_on_error,
+)
+from qarun_workers.settings import Settings
+from qarun_workers.storage import migrate, write_batch
+
+log = logging.getLogger(__name__)
+
+
+class StorageWriter:
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, pool: ConnectionPool, redis: Redis
+    ) -> None:
+        self.s = settings
+        self.shutdown = shutdown
+        self.pool = pool
+        self.redis = redis
+        self.topics = settings.topics
+        self.consumer = Consumer(
+            consumer_config(settings, "storage-writer", **{"enable.auto.commit": False})
+        )
+        self.producer = Producer(producer_config(settings))
+        self.stored = 0
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.topics.results, self.topics.dlq])
+        try:
+            while not self.shutdown:
+                batch = self.consumer.consume(
+                    num_messages=self.s.storage.batch_size,
+                    timeout=self.s.storage.batch_wait_seconds,
+                )
+                messages = [m for m in batch if raise_on_error(m)]
+                if messages:
+                    self._store(messages)
+        finally:
+            self.consumer.close()
+            log.info("storage writer stopped after %d results", self.stored)
+
+    def _store(self, messages: Sequence[Message]) -> None:
+        results, letters = self._parse(messages)
+        with self.pool.connection() as conn:
+            write_batch(conn, results, letters)
+        if results:
+            self._cache(results)
+        self.consumer.commit(offsets=next_positions(messages), asynchronous=False)
+        self.stored += len(results)
+
+    def _parse(self, messages: Sequence[Message]) -> tuple[list[Result], list[DeadLetter]]:
+        results: list[Result] = []
+        letters: list[DeadLetter] = []
+        poisoned = False
+        for msg in messages:
+            try:
+                if msg.topic() == self.topics.dlq:
+                    letters.append(DeadLetter.from_bytes(msg.value() or b""))
+                else:
+                    results.append(Result.from_bytes(msg.value()))
+            except PoisonMessageError as error:
+                dead_letter(self.producer, self.topics.dlq, msg, error)
+                poisoned = True
+            except ValueError as error:  # an unreadable dead letter: nowhere left to send it
+                log.error(
+                    "unreadable dead letter at %s@%s: %s",
+                    msg.topic(),
+                    msg.offset(),
+                    str(error).splitlines()[0],
+                )
+        if poisoned and self.producer.flush(30) > 0:
+            raise RuntimeError("dead letters not acknowledged; not committing")
+        return results, letters
+
+    def _cache(self, results: Sequence[Result]) -> None:
+        ttl = self.s.storage.cache_ttl_seconds
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, value in cache_entries(results).items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+
+
+def next_positions(messages: Sequence[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last message: what to commit."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic() or "", msg.partition() or 0)
+        last[key] = max(last.get(key, -1), msg.offset() or 0)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qarun-storage-writer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    storage = settings.storage
+    logs.setup(
+        settings.log_level,
+        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
+    )
+    ensure_run_topics(settings)
+    with ConnectionPool(
+        storage.postgres_dsn.get_secret_value(), min_size=1, max_size=2, open=True
+    ) as pool:
+        with pool.connection() as conn:
+            applied = migrate(conn)
+        if applied:
+            log.info("applied migrations %s", applied)
+        redis = Redis.from_url(storage.redis_url.get_secret_value())
+        StorageWriter(settings, Shutdown().install(), pool, redis).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
