@@ -8,13 +8,5 @@ if command -v chromium >/dev/null; then
   exit 0
 fi
 
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || die "need root to install chromium: run 'apt-get install -y chromium' as root"
-  sudo=sudo
-fi
-log "installing chromium from Debian"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt_install chromium fonts-dejavu-core
 log "installed $(chromium --version 2>/dev/null || echo chromium)"

@@ -14,17 +14,9 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 [[ ${#need[@]} -eq 0 ]] && { log "system packages already installed"; exit 0; }
 
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || die "need root to install ${need[*]}: run 'apt-get install -y ${need[*]}' as root"
-  sudo=sudo
-fi
-log "installing ${need[*]} from Debian"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt_install "${need[@]}"
 # The packages start system-wide services on some machines; the project runs its own.
 for svc in postgresql redis-server; do
-  $sudo service "$svc" stop >/dev/null 2>&1 || true
+  service "$svc" stop >/dev/null 2>&1 || true
 done
 log "installed ${need[*]}"

@@ -23,3 +23,16 @@ once() {
   mkdir -p "$(dirname "$marker")"
   touch "$marker"
 }
+
+# apt-get install the Debian packages "$@" (as root, or through sudo).
+apt_install() {
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || die "need root to install $*: run 'apt-get install -y $*' as root"
+    sudo=sudo
+  fi
+  log "installing $* from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

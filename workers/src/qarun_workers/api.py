@@ -201,11 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.parse_args(argv)
     settings = Settings()
-    storage = settings.storage
-    logs.setup(
-        settings.log_level,
-        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
-    )
+    logs.setup(settings.log_level, secrets=settings.secrets())
     uvicorn.run(
         create_app(settings),
         host=settings.api.host,

@@ -208,10 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings()
     storage = settings.storage
-    logs.setup(
-        settings.log_level,
-        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
-    )
+    logs.setup(settings.log_level, secrets=settings.secrets())
     ensure_run_topics(settings)
     redis, answered = None, set[str]()
     if not args.no_storage:

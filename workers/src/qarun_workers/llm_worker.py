@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.parse_args(argv)
     settings = Settings()
-    logs.setup(settings.log_level, secrets=[settings.llm_api_key.get_secret_value()])
+    logs.setup(settings.log_level, secrets=settings.secrets())
     ensure_run_topics(settings)
     asyncio.run(serve(settings, Shutdown().install()))
     return 0

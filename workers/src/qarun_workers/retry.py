@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.parse_args(argv)
     settings = Settings()
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, secrets=settings.secrets())
     ensure_run_topics(settings)
     RetryConsumer(settings, Shutdown().install()).run()
     return 0

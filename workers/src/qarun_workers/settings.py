@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     def topics(self) -> RunTopics:
         return RunTopics(self.run, self.retry.tiers)
 
+    def secrets(self) -> list[str]:
+        """Every secret value this process holds, for the log redaction filter."""
+        values = [self.llm_api_key, self.storage.postgres_dsn, self.storage.redis_url]
+        return [value.get_secret_value() for value in values]
+
     def group(self, role: str) -> str:
         """The consumer group of one role in this run."""
         return f"{self.kafka.group_prefix}.{self.run}.{role}"

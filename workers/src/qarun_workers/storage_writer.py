@@ -123,10 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv)
     settings = Settings()
     storage = settings.storage
-    logs.setup(
-        settings.log_level,
-        secrets=[storage.postgres_dsn.get_secret_value(), storage.redis_url.get_secret_value()],
-    )
+    logs.setup(settings.log_level, secrets=settings.secrets())
     ensure_run_topics(settings)
     with ConnectionPool(
         storage.postgres_dsn.get_secret_value(), min_size=1, max_size=2, open=True
