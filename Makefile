@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup test lint demo bench bench-infra bench-worker bench-flink clean-cache
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## install every component from package registries into .cache/ (warm: seconds)
 	@bash scripts/setup.sh

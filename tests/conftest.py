@@ -6,7 +6,10 @@ that needs it with the command that installs it. Nothing here is ever skipped.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
@@ -26,35 +29,40 @@ class Stoppable(Protocol):
 S = TypeVar("S", bound=Stoppable)
 
 
-def _started(start: Callable[[], S]) -> Iterator[S]:
+def _started(start: Callable[[Path], S], name: str) -> Iterator[S]:
+    # Servers keep their data outside pytest's temp tree: a concurrent pytest run prunes
+    # old /tmp/pytest-of-* directories, which would delete a live server's files.
+    workdir = Path(tempfile.mkdtemp(prefix=f"qarun-test-{name}-"))
     try:
-        component = start()
+        component = start(workdir)
     except MissingComponentError as missing:
+        shutil.rmtree(workdir, ignore_errors=True)
         pytest.fail(str(missing), pytrace=False)
     try:
         yield component
     finally:
         component.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    yield from _started(lambda: KafkaBroker(tmp_path_factory.mktemp("kafka")).start())
+def kafka() -> Iterator[KafkaBroker]:
+    yield from _started(lambda d: KafkaBroker(d).start(), "kafka")
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    yield from _started(lambda: Postgres(tmp_path_factory.mktemp("postgres")).start())
+def postgres() -> Iterator[Postgres]:
+    yield from _started(lambda d: Postgres(d).start(), "postgres")
 
 
 @pytest.fixture(scope="session")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    yield from _started(lambda: Redis(tmp_path_factory.mktemp("redis")).start())
+def redis() -> Iterator[Redis]:
+    yield from _started(lambda d: Redis(d).start(), "redis")
 
 
 @pytest.fixture(scope="session")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    yield from _started(lambda: KubeCluster(tmp_path_factory.mktemp("kube")).start())
+def kube() -> Iterator[KubeCluster]:
+    yield from _started(lambda d: KubeCluster(d).start(), "kube")
 
 
 @pytest.fixture(scope="session")

@@ -28,10 +28,13 @@ def test_four_workers_share_600_requests_per_minute(
     }
     r = roles(env)
     ensure_and_start_workers(r, run, infra, workers=4)
-    started = time.monotonic()
-    wait_for(lambda: time.monotonic() - started > 75, 90, "75 s of traffic", every=5)
+    # 750 requests under a 600/min cap take over 75 s: the limit is the bottleneck for
+    # more than a whole window. Waiting on the count, not the clock, keeps a slow start-up
+    # on a loaded machine from ending the test before the limit was ever reached.
+    wanted = RPM * 5 // 4
+    wait_for(lambda: sim.stats()["requests"] >= wanted, 300, f"{wanted} requests", every=5)
     stats = sim.stats()
-    assert stats["requests"] > RPM  # the limit was the bottleneck for over a minute
+    assert stats["requests"] >= wanted
     assert stats["max_per_minute"] <= RPM * 1.01
     assert "limit_429" not in stats["outcomes"]
 
