@@ -1,14 +1,17 @@
 """The QARun scoring job: answers in, results / regenerations / metrics / dead letters out.
 
-    answers ─► score ─► parse ─► key by (run, question_id) ─► route
-                          └ unparseable ─► dlq                    │
+    answers ─► parse + score ─► final at once (first attempt) ─► results
+                 └ unparseable ─► dlq
+                 └ the rest ─► key by (run, question_id) ─► route (keyed state)
       results ◄─ validated, or exhausted with the best attempt (keyed state)
       questions ◄─ below threshold with attempts left: attempt+1, history
       dlq ◄─ the scorer gave up (judge)
-      metrics ◄─ tumbling processing-time window per run ◄─ an event per scored answer
+      metrics ◄─ tumbling processing-time window per run (Flink SQL) ◄─ an event per
+                 scored answer
 
-lexical and embedding score in a vectorized (pandas) UDF on the Kafka table, so a
-scorer sees batches; the judge scores after parsing, through async I/O.
+lexical scores inside the parse step (one Python operator, one pydantic parse per
+answer); embedding scores in a vectorized (pandas) UDF on the Kafka table, so the
+model encodes batches; the judge scores after parsing, through async I/O.
 
 Delivery: at-least-once Kafka sinks by default, every record keyed by the question id
 (the run is in the topic name). Why not Kafka transactions: an exactly-once sink
@@ -36,7 +39,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -51,17 +55,15 @@ from pyflink.datastream import (
     StreamExecutionEnvironment,
 )
 from pyflink.datastream.functions import (
-    AggregateFunction,
     AsyncFunction,
     KeyedProcessFunction,
+    MapFunction,
     ProcessFunction,
-    ProcessWindowFunction,
     RuntimeContext,
 )
 from pyflink.datastream.output_tag import OutputTag
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.datastream.window import TumblingProcessingTimeWindows
-from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.expressions import col
 from pyflink.table.udf import ScalarFunction, udf
 
@@ -72,56 +74,67 @@ from qarun_core.messages import (
     PoisonMessageError,
     ScoredAttempt,
 )
-from qarun_flink.metrics import RunMetrics
+from qarun_flink.metrics import RunMetrics, _Sum
 from qarun_flink.params import Delivery, JobParams, ParamError, ScorerName, StartingOffsets, parse
 from qarun_flink.routing import Decision, KeyState, MetricEvent, Outcome, Rules, decide
 from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
+from qarun_flink.scorers.lexical import LexicalScorer
 
 log = logging.getLogger("qarun_flink")
 
 # Records between operators. Kafka-bound records are (key, value) rows; a scored
 # answer crosses the key_by shuffle as (key, answer JSON, score, error).
 KV = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
+# The side outputs' own copy: a type used as an operator's output_type holds Java
+# objects in its field types, which OutputTag does not clear when a function that
+# names the tag (Route names DLQ, QUESTIONS) is pickled.
+KV_TAG = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 SCORED = Types.TUPLE([Types.STRING(), Types.STRING(), Types.DOUBLE(), Types.STRING()])
-EVENT = Types.TUPLE([Types.STRING(), Types.INT(), Types.DOUBLE(), Types.DOUBLE(), Types.STRING()])
+# Named: the metrics window reads them as table columns (improvement NULL on attempt 1).
+EVENT = Types.ROW_NAMED(
+    ["run", "attempt", "score", "improvement", "outcome"],
+    [Types.STRING(), Types.INT(), Types.DOUBLE(), Types.DOUBLE(), Types.STRING()],
+)
 
-DLQ = OutputTag("dlq", KV)
-QUESTIONS = OutputTag("questions", KV)
+DLQ = OutputTag("dlq", KV_TAG)
+QUESTIONS = OutputTag("questions", KV_TAG)
 EVENTS = OutputTag("events", EVENT)
+KEYED = OutputTag("keyed", SCORED)  # answers whose outcome depends on keyed state
 
 
 def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
     """The whole job graph; `env.execute()` runs it."""
     tables = StreamTableEnvironment.create(env)
+    # Window bounds of the metrics are UTC wall-clock times (see MetricsMessage).
+    tables.get_config().set("table.local-time-zone", "UTC")
     tables.execute_sql(source_ddl(params))
     answers = tables.from_path("answers")
-    if params.scorer is not ScorerName.JUDGE:
-        # Vectorized: the scorer sees Arrow batches of answers (the embedding model
-        # encodes a whole batch per forward pass, 2-3x faster than one at a time).
+    if params.scorer is ScorerName.EMBEDDING:
+        # Vectorized: the model sees Arrow batches of answers (a whole batch per
+        # forward pass, 2-3x faster than one at a time). Lexical scores in Parse: a
+        # pandas UDF is one more Python operator and one more parse per answer, and
+        # cost more than the scoring itself (profiled).
         answers = answers.add_columns(batch_scorer(params)(col("v")).alias("score"))
     raw = tables.to_data_stream(answers)
 
-    parsed = raw.process(Parse(params), output_type=SCORED).name("parse answers")
-    scored = judge(parsed, params) if params.scorer is ScorerName.JUDGE else parsed
+    # Parse, score and settle the answers that are final without keyed state (first
+    # attempts that validate) in one Python operator: they skip the shuffle and the
+    # second Python operator. The rest go on, keyed, to Route.
+    parsed = raw.process(Parse(params), output_type=KV).name("parse, score, settle")
+    pending = parsed.get_side_output(KEYED)
+    scored = judge(pending, params) if params.scorer is ScorerName.JUDGE else pending
     routed = (
         scored.key_by(lambda record: record[0], key_type=Types.STRING())
         .process(Route(params), output_type=KV)
         .name("route by score")
     )
-    metrics = (
-        routed.get_side_output(EVENTS)
-        .key_by(lambda event: event[0], key_type=Types.STRING())
-        .window(
-            TumblingProcessingTimeWindows.of(Time.milliseconds(_ms(params.metrics_window_seconds)))
-        )
-        .aggregate(MetricsAggregate(), MetricsWindow(), Types.PICKLED_BYTE_ARRAY(), KV)
-        .name("run metrics")
-    )
+    events = parsed.get_side_output(EVENTS).union(routed.get_side_output(EVENTS))
+    metrics = run_metrics(tables, events, params)
     dead = parsed.get_side_output(DLQ).union(routed.get_side_output(DLQ))
 
     sinks = tables.create_statement_set()
     outputs = {
-        "results": (routed, params.results_topic),
+        "results": (parsed.union(routed), params.results_topic),
         "questions": (routed.get_side_output(QUESTIONS), params.questions_topic),
         "dlq": (dead, params.dlq_topic),
         "metrics": (metrics, params.metrics_topic),
@@ -130,6 +143,42 @@ def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
         tables.execute_sql(sink_ddl(name, topic, params))
         sinks.add_insert(name, tables.from_data_stream(stream))
     sinks.attach_as_datastream()
+
+
+def run_metrics(
+    tables: StreamTableEnvironment, events: DataStream, params: JobParams
+) -> DataStream:
+    """One metrics record per run and tumbling processing-time window.
+
+    The window aggregates in Flink SQL (JVM): a Python window did per-event state and
+    timer round trips on a single subtask (every event has the run's key) and capped
+    the whole job (profiled). Per-attempt figures are columns for attempts
+    1..max_attempts; Python only formats the one row per window.
+    """
+    tables.create_temporary_view(
+        "events", events, Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
+    )
+    per_attempt = ",\n".join(
+        f"COUNT(*) FILTER (WHERE attempt = {a}), SUM(score) FILTER (WHERE attempt = {a}), "
+        f"COUNT(*) FILTER (WHERE attempt = {a} AND outcome <> '{Outcome.REGENERATE}'), "
+        f"COUNT(improvement) FILTER (WHERE attempt = {a}), "
+        f"SUM(improvement) FILTER (WHERE attempt = {a})"
+        for a in range(1, params.max_attempts + 1)
+    )
+    outcomes = ", ".join(
+        f"COUNT(*) FILTER (WHERE outcome = '{o}')"
+        for o in (Outcome.VALIDATED, Outcome.REGENERATE, Outcome.EXHAUSTED)
+    )
+    # Only integers and Outcome constants are interpolated: no text from outside.
+    window = tables.sql_query(f"""
+        SELECT run, window_start, window_end, COUNT(*), SUM(score), SUM(score * score), {outcomes},
+            {per_attempt}
+        FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(pt),
+            INTERVAL '{_ms(params.metrics_window_seconds) / 1000:.3f}' SECOND(9, 3)))
+        WHERE outcome <> '{Outcome.DUPLICATE}'
+        GROUP BY run, window_start, window_end""")  # noqa: S608
+    rows = tables.to_data_stream(window)
+    return rows.map(MetricsMessage(params), output_type=KV).name("run metrics")
 
 
 def judge(parsed: DataStream, params: JobParams) -> DataStream:
@@ -225,11 +274,22 @@ def sink_ddl(name: str, topic: str, params: JobParams) -> str:
 
 
 class Parse(ProcessFunction):  # type: ignore[misc]
-    """Bytes → validated Answer JSON keyed by (run, question_id); the rest → dlq."""
+    """Bytes → validated Answer, scored (lexical here) and settled when final at once.
+
+    Main output: results that need no keyed state. KEYED: (run/question_id, answer
+    JSON, score, "") for Route. DLQ: unreadable payloads.
+    """
 
     def __init__(self, params: JobParams) -> None:
         self.run = params.run
         self.topic = params.answers_topic
+        self.rules = _rules(params)
+        self.inline = params.scorer is ScorerName.LEXICAL
+        self.scorer: LexicalScorer | None = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        if self.inline:
+            self.scorer = LexicalScorer()
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         key, payload, partition, offset = value[0], value[1], value[2], value[3]
@@ -253,12 +313,31 @@ class Parse(ProcessFunction):  # type: ignore[misc]
             )
             yield DLQ, Row(k=letter.question_id, v=letter.to_bytes().decode())
             return
-        score_ = value[4] if len(value) > 4 else math.nan  # the judge scores later
-        yield (f"{answer.run}/{answer.question_id}", payload.decode(), score_, "")
+        if self.scorer is not None:
+            score_ = self.scorer.score(_pair_of(answer))
+        else:  # embedding: scored in the table; judge: scores later
+            score_ = value[4] if len(value) > 4 else math.nan
+        if self.rules.final_without_state(answer.attempt, score_):
+            # Final at once: no state to read, and none to keep (see Rules).
+            yield from _emit(decide(answer, score_, KeyState(), self.rules))
+            return
+        yield KEYED, (f"{answer.run}/{answer.question_id}", payload.decode(), score_, "")
+
+
+def _rules(params: JobParams) -> Rules:
+    return Rules(
+        params.threshold,
+        params.max_attempts,
+        params.scorer.value,
+        deterministic=params.scorer is not ScorerName.JUDGE,
+    )
 
 
 def _pair(answer_json: str | bytes) -> Pair:
-    answer = Answer.model_validate_json(answer_json)
+    return _pair_of(Answer.model_validate_json(answer_json))
+
+
+def _pair_of(answer: Answer) -> Pair:
     question = f"{answer.title}\n{answer.content}".strip()
     return Pair(question=question, answer=answer.answer, reference=answer.best_answer)
 
@@ -315,12 +394,7 @@ class Route(KeyedProcessFunction):  # type: ignore[misc]
     """Applies routing.decide with the question's KeyState from Flink keyed state."""
 
     def __init__(self, params: JobParams) -> None:
-        self.rules = Rules(
-            params.threshold,
-            params.max_attempts,
-            params.scorer.value,
-            deterministic=params.scorer is not ScorerName.JUDGE,
-        )
+        self.rules = _rules(params)
         self.run = params.run
         self.topic = params.answers_topic
 
@@ -334,7 +408,8 @@ class Route(KeyedProcessFunction):  # type: ignore[misc]
             return
         answer = Answer.model_validate_json(answer_json)
         if self.rules.final_without_state(answer.attempt, score_):
-            # Final at once: no state to read, and none to keep (see Rules).
+            # The judge scores after Parse, so its answers are settled here (never
+            # final without state today: Rules.deterministic is False for it).
             yield from _emit(decide(answer, score_, KeyState(), self.rules))
             return
         stored = self.state.value()
@@ -364,7 +439,7 @@ def _emit(decision: Decision) -> Iterator[Any]:
         question = decision.question
         yield QUESTIONS, Row(k=question.question_id, v=question.to_bytes().decode())
     if decision.event is not None:
-        yield EVENTS, _event_tuple(decision.event)
+        yield EVENTS, _event_row(decision.event)
 
 
 # Keyed state is stored as JSON text: readable in a savepoint and stable across
@@ -380,35 +455,40 @@ def _load_state(text: str) -> KeyState:
     return KeyState(last_attempt=data["last_attempt"], best=best, done=data["done"])
 
 
-def _event_tuple(event: MetricEvent) -> tuple[str, int, float, float, str]:
-    improvement = math.nan if event.improvement is None else event.improvement
-    return event.run, event.attempt, event.score, improvement, event.outcome.value
+def _event_row(event: MetricEvent) -> Row:
+    return Row(event.run, event.attempt, event.score, event.improvement, event.outcome.value)
 
 
-def _event(values: Sequence[Any]) -> MetricEvent:
-    improvement = None if math.isnan(values[3]) else values[3]
-    return MetricEvent(values[0], values[1], values[2], improvement, Outcome(values[4]))
+class MetricsMessage(MapFunction):  # type: ignore[misc]
+    """One aggregated window row of run_metrics → the run's metrics record."""
+
+    def __init__(self, params: JobParams) -> None:
+        self.attempts = range(1, params.max_attempts + 1)
+
+    def map(self, row: Row) -> Row:
+        run, start, end, count, total, squares, *rest = row
+        metrics = RunMetrics(count=count, total=total or 0.0, squares=squares or 0.0)
+        for outcome, n in zip(
+            (Outcome.VALIDATED, Outcome.REGENERATE, Outcome.EXHAUSTED), rest[:3], strict=True
+        ):
+            if n:
+                metrics.outcomes[outcome] = n
+        for attempt, offset in zip(self.attempts, range(3, len(rest), 5), strict=True):
+            scored, score_sum, final, improved, improvement = rest[offset : offset + 5]
+            if scored:
+                metrics.scored_by_attempt[attempt] = _Sum(scored, score_sum)
+            if final:
+                metrics.final_by_attempt[attempt] = final
+            if improved:
+                metrics.improvement_by_attempt[attempt] = _Sum(improved, improvement)
+        return Row(k=run, v=metrics.to_json(run, _epoch_ms(start), _epoch_ms(end)))
 
 
-class MetricsAggregate(AggregateFunction):  # type: ignore[misc]
-    def create_accumulator(self) -> RunMetrics:
-        return RunMetrics()
-
-    def add(self, value: Sequence[Any], accumulator: RunMetrics) -> RunMetrics:
-        return accumulator.add(_event(value))
-
-    def get_result(self, accumulator: RunMetrics) -> RunMetrics:
-        return accumulator
-
-    def merge(self, a: RunMetrics, b: RunMetrics) -> RunMetrics:
-        return a.merge(b)
-
-
-class MetricsWindow(ProcessWindowFunction):  # type: ignore[misc]
-    def process(self, key: str, context: Any, elements: Iterable[RunMetrics]) -> Iterator[Row]:
-        window = context.window()
-        for metrics in elements:
-            yield Row(k=key, v=metrics.to_json(key, window.start, window.end))
+def _epoch_ms(moment: datetime) -> int:
+    # A naive window bound is UTC wall-clock time (table.local-time-zone, build_job).
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def _ms(seconds: float) -> int:
