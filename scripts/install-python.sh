@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs uv (from PyPI, into the cache) and syncs the workspace virtualenv .venv
-# from uv.lock: the same versions on every machine.
+# Installs uv (from PyPI, into the cache) and syncs the workspace virtualenv .venv.
+# Versions come from pyproject.toml's constraint-dependencies: the same on every machine.
 source "$(dirname "$0")/lib.sh"
 
 UV_HOME="$CACHE/tools/uv-$UV_VERSION"
@@ -14,9 +14,5 @@ ln -sfn "$UV_HOME/bin/uv" "$CACHE/tools/uv"
 # Python builds come from the machine (pyenv/Debian), never downloaded by uv.
 export UV_PYTHON_DOWNLOADS=never UV_PYTHON="$PYTHON_VERSION"
 cd "$ROOT"
-if [[ -f uv.lock ]]; then
-  "$UV_HOME/bin/uv" sync --locked --all-packages --quiet
-else
-  "$UV_HOME/bin/uv" sync --all-packages
-fi
+"$UV_HOME/bin/uv" sync --all-packages --quiet
 log "python environment ready: $ROOT/.venv"
