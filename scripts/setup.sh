@@ -3,6 +3,8 @@
 # Debian packages, the Python workspace (uv + PyPI), Kafka and the Flink connector
 # (Maven Central), and the Kubernetes control plane, etcd, kwok and helm (Go modules).
 # Idempotent: a warm run finds everything in .cache/ and takes seconds.
+# --no-kube leaves out the Go-built Kubernetes tools (the slow part of a cold set-up):
+# a local run (`make demo`) needs none of them.
 source "$(dirname "$0")/lib.sh"
 
 step() {
@@ -15,5 +17,7 @@ started=$SECONDS
 step install-debian.sh
 step install-python.sh
 step install-jars.sh
-step install-go-tools.sh
+if [[ "${1:-}" != "--no-kube" ]]; then
+  step install-go-tools.sh
+fi
 log "setup complete in $((SECONDS - started)) s (cache: $CACHE)"

@@ -219,7 +219,15 @@ def dashboard_during_run(
         match = re.search(rf'id="{name}">(\d+)<', dom)
         assert match, f"the dashboard shows no {name} counter:\n{dom[:3000]}"
         shown[name] = int(match[1])
-    return {"before": before, "after": after, "shown": shown, "dom": dom, "done": results()}
+    return {
+        "url": url,
+        "api_url": live["api_url"],
+        "before": before,
+        "after": after,
+        "shown": shown,
+        "dom": dom,
+        "done": results(),
+    }
 
 
 def test_rerun_resumes_and_completes(resumed: dict[str, Any], env: dict[str, str]) -> None:
@@ -235,6 +243,8 @@ def test_rerun_resumes_and_completes(resumed: dict[str, Any], env: dict[str, str
 
 def test_dashboard_matches_api_during_the_run(resumed: dict[str, Any]) -> None:
     page = resumed["page"]
+    # The API serves the page: same origin as the JSON it reads, no server of the CLI's.
+    assert page["url"] == f"{page['api_url']}/dashboard?run=e2e"
     assert 'data-loaded="true"' in page["dom"]
     # The run was live: the page's count lies between two API reads around the load
     # (results are only ever added), and its parts add up to it.

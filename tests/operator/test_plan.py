@@ -11,6 +11,7 @@ from qarun_operator import render
 from qarun_operator.config import OperatorConfig
 
 OWNER = render.Owner(name="demo", uid="1234")
+SPEC_REDIS = "redis://redis.qarun.svc:6379/3"
 
 
 def spec(**extra: object) -> QARunSpec:
@@ -78,6 +79,7 @@ def test_spec_values_reach_the_workloads() -> None:
                    "quota": {"delaySeconds": 900}},
             kafka={"bootstrapServers": "127.0.0.1:9092", "partitions": 3},
             flink={"sessionCluster": "shared"},
+            storage={"redisURL": SPEC_REDIS},
         ),
     )  # fmt: skip
     generator = run.component(p.GENERATOR)
@@ -85,6 +87,10 @@ def test_spec_values_reach_the_workloads() -> None:
     assert generator.env["QARUN_TRAFFIC__TOTAL"] == "40"
     assert generator.env["QARUN_TRAFFIC__DISTRIBUTION"] == "constant"
     assert run.component(p.LLM_WORKER).replicas == 7
+    redis_users = {
+        c.role for c in run.components if c.env.get("QARUN_STORAGE__REDIS_URL") == SPEC_REDIS
+    }
+    assert redis_users == {p.LLM_WORKER, p.GENERATOR, p.STORAGE_WRITER}
     assert run.bootstrap == "127.0.0.1:9092"
     assert [t.name.rsplit(".", 1)[1] for t in run.topics][-5:] == [
         "retry-5s",
@@ -125,6 +131,8 @@ def test_rendered_children_are_owned_labelled_and_hardened() -> None:
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert worker["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
     assert worker["spec"]["selector"]["matchLabels"] == {
         "qarun.io/run": "demo",
         "qarun.io/component": "llm-worker",

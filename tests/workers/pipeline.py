@@ -3,10 +3,13 @@ and reading what the storage writer stored."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.postgres import Postgres
@@ -46,6 +49,7 @@ def pipeline_env(run: str, infra: Infra, base_url: str) -> dict[str, str]:
         "QARUN_TRAFFIC__TOTAL": str(QUESTIONS),
         "QARUN_TRAFFIC__RATE_PER_SECOND": "1000",
         "QARUN_TRAFFIC__DISTRIBUTION": "constant",
+        "QARUN_METRICS__PORT": "0",  # no endpoint; a test that scrapes one sets its own port
         "OPENAI_API_KEY": "sk-test-pipeline-secret-0001",
     }
 
@@ -85,3 +89,45 @@ def start_pipeline(
     roles.start("llm_worker", name="worker")
     if generator:
         roles.start("generator")
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Message]:
+    """Every message of a topic from its start to its end as of now, headers included."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        ends: dict[int, int] = {}
+        for partition in consumer.list_topics(topic, timeout=15).topics[topic].partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
+            if high > low:
+                ends[partition] = high
+                consumer.incremental_assign([TopicPartition(topic, partition, low)])
+        found: list[Message] = []
+        deadline = time.monotonic() + 120
+        while ends:
+            assert time.monotonic() < deadline, f"{topic} was not read to its end"
+            for msg in consumer.consume(500, timeout=1):
+                if msg.error() is None:
+                    found.append(msg)
+                    if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
+                        ends.pop(msg.partition() or 0, None)
+        return found
+    finally:
+        consumer.close()
+
+
+def watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    """A partition created a moment ago may have no leader yet: ask again for a while."""
+    for _ in range(60):
+        try:
+            low, high = consumer.get_watermark_offsets(partition, 15)
+            return low, high
+        except KafkaException:
+            time.sleep(0.5)
+    low, high = consumer.get_watermark_offsets(partition, 15)
+    return low, high

@@ -113,6 +113,11 @@ def check_endpoints(port: int, run: str) -> None:
     assert summary["latency_ms"]["p50"] > 0
     assert summary["tokens"]["prompt"] > 0
 
+    status, page = call(port, "GET", "/")  # redirected to the dashboard, same origin
+    assert status == 200
+    assert f'<body data-run="{run}">' in page  # the API's own run unless ?run= names one
+    assert "/runs/${encodeURIComponent(run)}/summary" in page
+
     assert call(port, "GET", "/healthz") == (200, {"status": "ok"})
     assert call(port, "GET", "/readyz") == (200, {"status": "ready"})
     status, metrics = call(port, "GET", "/metrics")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from confluent_kafka import Consumer
 from redis import Redis as RedisClient
 
@@ -60,3 +62,27 @@ def test_generator_resumes_and_skips_answered(infra: Infra) -> None:
     assert len(sent) == 50
     assert {q.question_id for q in sent} == {question_id(run, n) for n in range(30)}
     assert sorted({q.row for q in sent if q.row is not None}) == list(range(30))
+
+
+def test_duration_run_repeats_the_data_set_with_new_ids(infra: Infra, tmp_path: Path) -> None:
+    run = unique_run()
+    data = tmp_path / "five.csv"
+    data.write_text("title,content,best_answer\n" + "".join(f"q{n},c,a{n}\n" for n in range(5)))
+    traffic = TrafficSettings(
+        source=str(data),
+        format="csv",
+        rate_per_second=40,
+        duration_seconds=0.5,
+        distribution="constant",
+    )
+    settings = Settings(
+        run=run, traffic=traffic, kafka=KafkaSettings(bootstrap=infra.kafka.bootstrap, partitions=2)
+    )
+    ensure_run_topics(settings)
+
+    progress = Generator(settings, Shutdown(), None, answered=set()).run()
+
+    sent = read_questions(infra.kafka.bootstrap, settings.topics.questions, progress.sent)
+    assert progress.sent > 5  # more than one pass over the five rows
+    assert len({q.question_id for q in sent}) == len(sent) == progress.sent
+    assert {q.title for q in sent} == {f"q{n}" for n in range(5)}

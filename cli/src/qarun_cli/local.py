@@ -90,8 +90,17 @@ def flink_args(
 
 
 def instance_env(run: str, role: str) -> Callable[[int], dict[str, str]]:
-    """Each replica's own instance name (the pod name on Kubernetes)."""
-    return lambda index: {"QARUN_INSTANCE": f"{run}-{role}-{index}"}
+    """Each replica's own instance name (the pod name on Kubernetes) and, since replicas
+    share one host here, its own loopback port for the LLM worker's metrics."""
+
+    def env(index: int) -> dict[str, str]:
+        return {
+            "QARUN_INSTANCE": f"{run}-{role}-{index}",
+            "QARUN_METRICS__HOST": "127.0.0.1",
+            "QARUN_METRICS__PORT": str(free_port()),
+        }
+
+    return env
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:

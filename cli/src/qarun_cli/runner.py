@@ -38,14 +38,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from qarun_cli import local, report
-from qarun_cli.dashboard import DashboardServer
 from qarun_cli.errors import CLIError
 from qarun_cli.specfile import SpecFile
 from qarun_cli.state import LiveRun, RunDir
 from qarun_cli.supervisor import Supervisor
 from qarun_core.topics import RunTopics
 from qarun_devstack.paths import MissingComponentError
-from qarun_devstack.process import ServiceError, free_port, port_open, tail
+from qarun_devstack.process import ServiceError, port_open, tail
 from qarun_devstack.stack import LocalStack
 
 log = logging.getLogger(__name__)
@@ -302,15 +301,13 @@ class LocalRunner:
         create_topics(stack.kafka.bootstrap, plan.topics)
         self.api_url = plan.api_url
         watcher: Watcher | None = None
-        dashboard: DashboardServer | None = None
         try:
             for component in plan.components:
                 self.supervisor.start(component)
                 if component.name in plan.wait_ready:
                     self._wait_ready(component.name, plan.wait_ready[component.name])
-            if "api" in self.supervisor.components:
-                dashboard = DashboardServer(plan.api_url, free_port()).start()
-                self.dashboard_url = f"{dashboard.url}/dashboard?run={self.name}"
+            if "api" in self.supervisor.components:  # the API serves the page itself
+                self.dashboard_url = f"{plan.api_url}/dashboard?run={self.name}"
             self.dir.publish(
                 LiveRun(
                     run=self.name,
@@ -348,8 +345,6 @@ class LocalRunner:
         finally:
             if watcher is not None:
                 watcher.close()
-            if dashboard is not None:
-                dashboard.stop()
             self.say("qarun: stopping processes")
             self.supervisor.stop(STOP_ORDER)
 

@@ -23,7 +23,9 @@ qarun_flink.params; groups nest with a double underscore for the workers):
     QARUN_BUDGET__MAX_TOKENS, QARUN_BUDGET__MAX_COST_USD
     QARUN_TRAFFIC__*                generator only: source, format, limit, distribution,
                                     rate, total, duration, burst
-    QARUN_STORAGE__REDIS_URL, QARUN_STORAGE__CACHE_TTL_SECONDS
+    QARUN_STORAGE__REDIS_URL        llm-worker (fleet limits, budget), generator
+                                    (progress), storage-writer (answer cache)
+    QARUN_STORAGE__CACHE_TTL_SECONDS storage-writer
     Secrets (only to the components that need them, never in args or logs):
     QARUN_LLM_API_KEY               llm-worker, and the Flink job when scoring is 'judge'
     QARUN_STORAGE__POSTGRES_DSN     generator (skips answered questions), storage-writer
@@ -209,9 +211,13 @@ def _traffic_env(spec: QARunSpec) -> dict[str, str]:
     }
 
 
+def _redis_env(spec: QARunSpec) -> dict[str, str]:
+    return {"QARUN_STORAGE__REDIS_URL": spec.storage.redis_url}
+
+
 def _storage_env(spec: QARunSpec) -> dict[str, str]:
     return {
-        "QARUN_STORAGE__REDIS_URL": spec.storage.redis_url,
+        **_redis_env(spec),
         "QARUN_STORAGE__CACHE_TTL_SECONDS": str(spec.storage.cache_ttl_seconds),
     }
 
@@ -272,12 +278,19 @@ def plan(run: str, namespace: str, spec: QARunSpec) -> RunPlan:
             LLM_WORKER,
             Kind.SERVICE,
             spec.workers.replicas,
+            env=_redis_env(spec),  # the fleet-wide rate limits and the budget live there
             secrets=llm_key,
             resources=spec.workers.resources,
         ),
         component(RETRY, Kind.SERVICE, 1),
         component(STORAGE_WRITER, Kind.SERVICE, 1, env=_storage_env(spec), secrets=postgres),
-        component(GENERATOR, Kind.BATCH, 1, env=_traffic_env(spec), secrets=postgres),
+        component(
+            GENERATOR,
+            Kind.BATCH,
+            1,
+            env={**_traffic_env(spec), **_redis_env(spec)},  # progress checkpoints
+            secrets=postgres,
+        ),
     )
     return RunPlan(
         run=run,

@@ -195,7 +195,10 @@ class TrafficSpec(Model):
         "until durationSeconds.",
     )
     duration_seconds: int = Field(
-        default=0, ge=0, description="Stop sending after this many seconds; 0 = no time limit."
+        default=0,
+        ge=0,
+        description="Send for this many seconds, repeating the data set as needed (each "
+        "pass has new question ids); 0 = no time limit.",
     )
     burst: BurstSpec = Field(default_factory=BurstSpec, description=BurstSpec.__doc__)
 
@@ -490,7 +493,8 @@ class StorageSpec(Model):
         alias="redisURL",
         max_length=1024,
         pattern=r"^rediss?://\S+$",
-        description="Redis URL of the results cache.",
+        description="Redis URL: the answer cache, the fleet-wide rate limits and budget, "
+        "and the generator's progress.",
     )
     cache_ttl_seconds: int = Field(
         default=21600, ge=1, alias="cacheTTLSeconds", description="TTL of cached results."

@@ -19,6 +19,7 @@ from qarun_operator.config import OperatorConfig
 JSON = dict[str, Any]
 TEMPLATE_HASH = "qarun.io/template-hash"
 WORKER_UID = 10001
+WORKER_METRICS_PORT = 9100  # the LLM worker's QARUN_METRICS__PORT default; keep them equal
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,26 @@ def _pod_spec(c: p.ComponentPlan, config: OperatorConfig, restart: str) -> JSON:
     return spec
 
 
+def _expose_metrics(template: JSON) -> None:
+    """The LLM worker's Prometheus endpoint: a named port and the usual scrape annotations."""
+    template["metadata"]["annotations"] = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(WORKER_METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    template["spec"]["containers"][0]["ports"] = [
+        {"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}
+    ]
+
+
 def deployment(run: p.RunPlan, c: p.ComponentPlan, owner: Owner, config: OperatorConfig) -> JSON:
     match = {p.LABEL_RUN: run.run, p.LABEL_COMPONENT: c.role}
+    template: JSON = {
+        "metadata": {"labels": dict(c.labels)},
+        "spec": _pod_spec(c, config, "Always"),
+    }
+    if c.role == p.LLM_WORKER:
+        _expose_metrics(template)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -127,10 +146,7 @@ def deployment(run: p.RunPlan, c: p.ComponentPlan, owner: Owner, config: Operato
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
             },
-            "template": {
-                "metadata": {"labels": dict(c.labels)},
-                "spec": _pod_spec(c, config, "Always"),
-            },
+            "template": template,
         },
     }
 

@@ -7,6 +7,8 @@ GET  /runs/{run}/results    paged results
 GET  /runs/{run}/summary    counts, score mean/sd, attempts, improvement per attempt,
                             throughput, latency percentiles, tokens, budget state
 GET  /metrics               Prometheus;  /healthz, /readyz;  /docs, /openapi.json
+GET  /dashboard             the dashboard page (?run=NAME; / redirects here): static, it
+                            reads the JSON above from this same origin
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Annotated, Any
 
 import uvicorn
 from confluent_kafka import Producer
-from fastapi import FastAPI, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -124,6 +127,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    page = dashboard_page(settings.run)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse("/dashboard" + (f"?{query}" if query else ""))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -138,6 +152,12 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def dashboard_page(run: str) -> str:
+    """The page, showing this API's own run unless the URL names another (?run=NAME)."""
+    html = (resources.files("qarun_workers") / "dashboard" / "index.html").read_text()
+    return html.replace("<body>", f'<body data-run="{run}">', 1)  # RUN_PATTERN: no quotes
 
 
 RESULT_SQL = """

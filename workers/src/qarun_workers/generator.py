@@ -3,7 +3,8 @@
 Arrivals follow a poisson, bursty or constant process at `rate_per_second`, scheduled
 on absolute times (no drift), until `total` questions or `duration_seconds`. Question
 ids are a stable hash of the run and the question's sequence number, so a restart
-produces the same ids; rows repeat from the start when `total` exceeds the data set.
+produces the same ids; rows repeat from the start when `total` exceeds the data set
+or a `duration_seconds` run outlasts it.
 Before sending, ids already stored in PostgreSQL are skipped (as the seeds' generator
 checks storage first), and progress is checkpointed in Redis after each acknowledged
 batch, so a restarted generator resumes where it stopped.
@@ -25,9 +26,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from redis import Redis
 
 from qarun_core.messages import Question
-from qarun_workers import logs
 from qarun_workers.dataset import Row, read_rows
-from qarun_workers.kafka_io import Shutdown, ensure_run_topics, producer_config
+from qarun_workers.entrypoint import prepare
+from qarun_workers.kafka_io import Shutdown, producer_config
 from qarun_workers.settings import Settings, TrafficSettings
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ def in_burst(t: float, traffic: TrafficSettings) -> bool:
 
 
 def sequence(traffic: TrafficSettings) -> Iterator[tuple[int, Row]]:
-    """(sequence number, row): the data set once, or repeated up to `total`."""
+    """(sequence number, row): the data set once, or repeated up to `total` or for
+    `duration_seconds`; the sequence number keeps counting, so every pass has new ids."""
+    repeat = bool(traffic.total or traffic.duration_seconds)
     seq = 0
     while True:
         empty = True
@@ -73,7 +76,7 @@ def sequence(traffic: TrafficSettings) -> Iterator[tuple[int, Row]]:
                 return
             yield seq, row
             seq += 1
-        if empty or not traffic.total:
+        if empty or not repeat:
             return
 
 
@@ -194,22 +197,17 @@ def answered_ids(dsn: str, run: str) -> set[str]:
         return set()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="qarun-generator",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-storage",
         action="store_true",
         help="neither skip answered questions nor checkpoint progress",
     )
-    args = parser.parse_args(argv)
-    settings = Settings()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, args = prepare("qarun-generator", __doc__, argv, add_arguments)
     storage = settings.storage
-    logs.setup(settings.log_level, secrets=settings.secrets())
-    ensure_run_topics(settings)
     redis, answered = None, set[str]()
     if not args.no_storage:
         redis = Redis.from_url(storage.redis_url.get_secret_value())

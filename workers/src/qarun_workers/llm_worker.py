@@ -11,12 +11,12 @@ fleet-wide rate limit and the budget, calls the LLM and publishes the outcome:
 A message's offset is stored only when its outcome is acknowledged by the broker.
 On SIGTERM it stops taking messages, lets the calls in flight finish (up to the LLM
 timeout), flushes and commits. When the budget is spent it stops sending and idles;
-the unsent messages stay in Kafka.
+the unsent messages stay in Kafka. Prometheus metrics (qarun_workers.worker_metrics)
+are served on QARUN_METRICS__PORT (9100; 0 = off).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import random
@@ -37,15 +37,15 @@ from qarun_core.messages import (
     RetryHeaders,
 )
 from qarun_core.topics import tier_for
-from qarun_workers import logs
+from qarun_workers import worker_metrics
 from qarun_workers.concurrency import AdaptiveLimit
+from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
     Shutdown,
     consumer_config,
     dead_letter,
-    ensure_run_topics,
     producer_config,
     raise_on_error,
 )
@@ -100,6 +100,8 @@ class LLMWorker:
         self.rng = random.Random()
         self.tasks: set[asyncio.Task[None]] = set()
         self.counters = Counters()
+        self.metrics = worker_metrics.WorkerMetrics(settings.run)
+        self.metrics.watch(lambda: self.limit.in_flight, lambda: self.limit.limit)
 
     async def run(self) -> None:
         self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
@@ -159,6 +161,7 @@ class LLMWorker:
             question = Question.from_bytes(msg.value())
         except PoisonMessageError as error:
             self.counters.dead += 1
+            self.metrics.dead_letters.inc()
             dead_letter(self.producer, self.topics.dlq, msg, error, self.delivery.on_done(msg))
             return
         text = prompt(question)
@@ -168,6 +171,7 @@ class LLMWorker:
         try:
             completion = await ask(self.client, self.s.llm, text)
         except Failure as failure:
+            self.metrics.failed[failure.error].inc()
             await self._settle(estimate, None)
             self._failed(msg, question, failure)
             return
@@ -216,6 +220,12 @@ class LLMWorker:
             cost_usd=self._cost(completion.prompt_tokens, completion.completion_tokens),
             worker=self.s.instance,
         )
+        self.metrics.answered(
+            completion.latency_ms / 1000,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            answer.cost_usd,
+        )
         self.counters.answered += 1
         self.counters.tokens += completion.prompt_tokens + completion.completion_tokens
         self.producer.produce(
@@ -247,6 +257,7 @@ class LLMWorker:
         )
         again = question.retried()
         self.counters.retried += 1
+        self.metrics.retries.inc()
         self.producer.produce(
             self.topics.retry(tier_for(delay, self.s.retry.tiers)),
             again.to_bytes(),
@@ -271,6 +282,7 @@ class LLMWorker:
         )
         log.warning("dead letter for question %s: %s", question.question_id, detail)
         self.counters.dead += 1
+        self.metrics.dead_letters.inc()
         self.producer.produce(
             self.topics.dlq, letter.to_bytes(), letter.key(), on_delivery=self.delivery.on_done(msg)
         )
@@ -322,16 +334,13 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="qarun-llm-worker",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args(argv)
-    settings = Settings()
-    logs.setup(settings.log_level, secrets=settings.secrets())
-    ensure_run_topics(settings)
-    asyncio.run(serve(settings, Shutdown().install()))
+    settings, _ = prepare("qarun-llm-worker", __doc__, argv)
+    endpoint = worker_metrics.serve(settings.metrics)
+    try:
+        asyncio.run(serve(settings, Shutdown().install()))
+    finally:
+        if endpoint is not None:
+            endpoint.shutdown()
     return 0
 
 

@@ -10,7 +10,6 @@ Other partitions and tiers keep flowing meanwhile.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import time
@@ -19,13 +18,12 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from qarun_core.messages import ErrorClass, RetryHeaders
-from qarun_workers import logs
+from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
     Shutdown,
     consumer_config,
-    ensure_run_topics,
     producer_config,
     raise_on_error,
 )
@@ -118,15 +116,7 @@ class RetryConsumer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="qarun-retry",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args(argv)
-    settings = Settings()
-    logs.setup(settings.log_level, secrets=settings.secrets())
-    ensure_run_topics(settings)
+    settings, _ = prepare("qarun-retry", __doc__, argv)
     RetryConsumer(settings, Shutdown().install()).run()
     return 0
 

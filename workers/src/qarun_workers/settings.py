@@ -3,9 +3,9 @@
 The operator sets these on each Deployment; a local runner or a test sets them the
 same way (or passes overrides to `Settings(...)`). Groups nest with a double
 underscore: `QARUN_RUN=demo`, `QARUN_KAFKA__BOOTSTRAP=...`, `QARUN_LLM__BASE_URL=...`,
-`QARUN_RETRY__TIERS=2s,10s,1m,5m`. The LLM API key is read only from the environment
-(`QARUN_LLM_API_KEY`, or `OPENAI_API_KEY`), never from a flag or a message, and is a
-SecretStr so that printing the settings never shows it.
+`QARUN_RETRY__TIERS=2s,10s,1m,5m`, `QARUN_METRICS__PORT=9100`. The LLM API key is read
+only from the environment (`QARUN_LLM_API_KEY`, or `OPENAI_API_KEY`), never from a flag
+or a message, and is a SecretStr so that printing the settings never shows it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class StorageSettings(BaseModel):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     cache_ttl_seconds: int = Field(default=21600, ge=1)
     batch_size: int = Field(default=500, ge=1)
-    batch_wait_seconds: float = Field(default=0.2, ge=0)
+    # A result waits at most this long for its batch: part of the end-to-end latency.
+    batch_wait_seconds: float = Field(default=0.05, ge=0)
 
 
 class TrafficSettings(BaseModel):
@@ -93,6 +94,13 @@ class TrafficSettings(BaseModel):
 class APISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
+
+
+class MetricsSettings(BaseModel):
+    """The LLM worker's Prometheus endpoint (the operator's scrape annotation names the port)."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    port: int = Field(default=9100, ge=0, le=65535)  # 0 = no endpoint
 
 
 def default_instance() -> str:
@@ -116,6 +124,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     traffic: TrafficSettings = TrafficSettings()
     api: APISettings = APISettings()
+    metrics: MetricsSettings = MetricsSettings()
     llm_api_key: SecretStr = Field(
         default=SecretStr(""),
         validation_alias=AliasChoices("QARUN_LLM_API_KEY", "OPENAI_API_KEY"),

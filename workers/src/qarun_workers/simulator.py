@@ -7,7 +7,8 @@ keeps about a fraction q of the reference words and pads with filler, so lexical
 scores spread like the seeds' 0.85 +- 0.06; a regeneration (a prompt carrying
 feedback) answers a little better. Faults are injected at configured rates: 429 rate
 limit with Retry-After, 500, 503, timeouts (the request hangs), malformed bodies,
-quota exhaustion after N requests, and a requests-per-minute limit of its own.
+quota exhaustion after N requests (until `POST /quota/reset`, as a provider's quota
+renews), and a requests-per-minute limit of its own.
 
 Every random decision comes from a generator seeded with (seed, prompt title, how
 many times that title was asked), so a run repeats whatever the arrival order.
@@ -117,6 +118,7 @@ class Simulator:
         self.references = references
         self.stats = Stats()
         self.asked: Counter[str] = Counter()
+        self.quota_used = 0  # requests against the quota since it was last renewed
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -124,6 +126,7 @@ class Simulator:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.get_stats)
         app.router.add_post("/stats/reset", self.reset_stats)
+        app.router.add_post("/quota/reset", self.reset_quota)
         app.router.add_get("/healthz", self.healthz)
         return app
 
@@ -136,6 +139,10 @@ class Simulator:
     async def reset_stats(self, _request: web.Request) -> web.Response:
         self.stats = Stats()
         return web.json_response({"status": "reset"})
+
+    async def reset_quota(self, _request: web.Request) -> web.Response:
+        self.quota_used = 0
+        return web.json_response({"status": "renewed", "quota": self.b.faults.quota_after})
 
     async def models(self, _request: web.Request) -> web.Response:
         return web.json_response(
@@ -170,10 +177,12 @@ class Simulator:
         f = self.b.faults
         if f.rpm_limit and in_window > f.rpm_limit:
             return self._rate_limited("limit_429")
-        if f.quota_after and self.stats.requests > f.quota_after:
-            return self._error(
-                429, "insufficient_quota", "You exceeded your current quota.", "quota_429"
-            )
+        if f.quota_after:
+            self.quota_used += 1
+            if self.quota_used > f.quota_after:
+                return self._error(
+                    429, "insufficient_quota", "You exceeded your current quota.", "quota_429"
+                )
         await asyncio.sleep(self._latency(rng))
         fault = self._fault(rng)
         if fault == "429":
@@ -322,7 +331,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     for name in ("429", "500", "503", "400", "timeout", "malformed"):
         p.add_argument(f"--rate-{name}", type=float, default=0.0, help=f"fraction of {name} faults")
-    p.add_argument("--quota-after", type=int, default=0)
+    p.add_argument(
+        "--quota-after",
+        type=int,
+        default=0,
+        help="answer 429 insufficient_quota after this many requests, until POST /quota/reset",
+    )
     p.add_argument("--rpm-limit", type=int, default=0)
     p.add_argument("--retry-after", type=float, default=1.0)
     p.add_argument("--hang-seconds", type=float, default=300.0)

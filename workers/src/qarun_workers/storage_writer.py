@@ -9,7 +9,6 @@ to the dead-letter topic (and is stored from there like any dead letter).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 
@@ -18,13 +17,12 @@ from psycopg_pool import ConnectionPool
 from redis import Redis
 
 from qarun_core.messages import DeadLetter, PoisonMessageError, Result
-from qarun_workers import logs
 from qarun_workers.cache import cache_entries
+from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
     Shutdown,
     consumer_config,
     dead_letter,
-    ensure_run_topics,
     producer_config,
     raise_on_error,
 )
@@ -115,16 +113,8 @@ def next_positions(messages: Sequence[Message]) -> list[TopicPartition]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="qarun-storage-writer",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.parse_args(argv)
-    settings = Settings()
+    settings, _ = prepare("qarun-storage-writer", __doc__, argv)
     storage = settings.storage
-    logs.setup(settings.log_level, secrets=settings.secrets())
-    ensure_run_topics(settings)
     with ConnectionPool(
         storage.postgres_dsn.get_secret_value(), min_size=1, max_size=2, open=True
     ) as pool:
