@@ -6,10 +6,10 @@ SHELL := bash
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-local test lint demo bench bench-infra bench-worker bench-flink bench-e2e clean-cache
+.PHONY: help setup setup-local test lint demo bench bench-infra bench-worker bench-flink bench-embedding bench-e2e clean-cache
 
 help: ## list the commands
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: ## install every component from package registries into .cache/ (warm: seconds)
 	@bash scripts/setup.sh
@@ -30,7 +30,7 @@ test: setup lint ## everything CI runs: set-up, lint, the whole test suite on re
 demo: setup-local ## run k8s/qarun.yaml end to end on this machine (1,000 questions), then the report and dashboard
 	$(VENV)/qarun run -f k8s/qarun.yaml --local --total 1000 $(DEMO_ARGS)
 
-bench: setup bench-infra bench-worker bench-flink bench-e2e ## all benchmarks; results in benchmarks/results/
+bench: setup bench-infra bench-worker bench-flink bench-embedding bench-e2e ## all benchmarks; results in benchmarks/results/
 
 bench-infra: setup ## start-up times and Kafka round-trip throughput of the local infrastructure
 	$(VENV)/python benchmarks/bench_infra.py
@@ -40,6 +40,9 @@ bench-worker: setup-local ## one LLM worker vs the simulator, beside the plain-c
 
 bench-flink: setup-local ## records/s through the scoring job, lexical and embedding, Kafka in and out
 	$(VENV)/python benchmarks/bench_flink.py
+
+bench-embedding: setup-local ## the embedding scorer alone: records/s and CPU per record, int8 / onnx / numpy
+	$(VENV)/python benchmarks/bench_embedding.py --out benchmarks/results/embedding.json
 
 bench-e2e: setup-local ## whole local runs: questions/s end to end and pipeline overhead, beside the baseline
 	$(VENV)/python benchmarks/bench_e2e.py $(BENCH_ARGS)
