@@ -5,7 +5,9 @@ it saw at start) on a local MiniCluster and times it. Two numbers per scorer:
 `steady_records_per_s` from the first to the last output record (Kafka timestamps,
 so JVM and Python start-up are excluded) and `end_to_end_records_per_s` over the
 whole process, start-up included. The threshold is 0, so every answer is validated
-on its first attempt and each input yields exactly one output record.
+on its first attempt and each input yields exactly one output record. Each scorer's
+entry also has the 1-minute load average sampled every second while its job ran
+(`load_average_1m`: mean and max), since the job itself adds about 2 to it.
 `embedding`: every question has its own reference, so both sides of every pair are
 encoded (first attempts);
 `embedding_reference_cached`: references repeat, so only answers are encoded (as for
@@ -13,7 +15,8 @@ regenerations, which compare with the same reference again). The machine's load
 average is recorded: on a shared 2-core machine it moves these numbers a lot.
 
 Writes benchmarks/results/flink.json. Run with `make bench-flink`
-(`.venv/bin/python benchmarks/bench_flink.py [--lexical N] [--embedding N]`).
+(`.venv/bin/python benchmarks/bench_flink.py [--lexical N] [--embedding N]
+[--parallelism N]`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -36,7 +42,7 @@ from qarun_devstack.flink import FlinkSetup
 from qarun_devstack.kafka import KafkaBroker
 
 SAMPLE = Path(__file__).parents[1] / "tests" / "flink" / "data" / "labelled.jsonl"
-PARALLELISM = 2
+PARTITIONS = 2  # of every topic; the job's parallelism is a flag (default 2)
 
 
 def fill(broker: KafkaBroker, topics: RunTopics, count: int, distinct: bool = True) -> None:
@@ -74,39 +80,69 @@ def output_span(broker: KafkaBroker, topic: str, partitions: int) -> tuple[int, 
     return len(stamps), (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
 
 
+@contextmanager
+def load_sampled() -> Iterator[list[float]]:
+    """The 1-minute load average, sampled every second while the block runs."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            samples.append(os.getloadavg()[0])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run(
-    broker: KafkaBroker, flink: FlinkSetup, scorer: str, count: int, distinct: bool = True
+    broker: KafkaBroker,
+    flink: FlinkSetup,
+    scorer: str,
+    count: int,
+    *,
+    parallelism: int,
+    distinct: bool = True,
 ) -> dict[str, object]:
     topics = RunTopics(f"bench-{scorer}-{int(time.time())}")
     for name in (topics.questions, topics.answers, topics.results, topics.metrics, topics.dlq):
-        broker.create_topic(name, partitions=PARALLELISM)
+        broker.create_topic(name, partitions=PARTITIONS)
     fill(broker, topics, count, distinct)
     args = [
         *("--run", topics.run, "--bootstrap", broker.bootstrap, "--scorer", scorer),
-        *("--threshold", "0", "--parallelism", str(PARALLELISM), "--bounded", "true"),
+        *("--threshold", "0", "--parallelism", str(parallelism), "--bounded", "true"),
         *("--starting-offsets", "earliest", "--checkpoint-interval-seconds", "10"),
     ]
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "qarun_flink.job", *args],
-        env={**os.environ, **flink.env_vars},
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
+    with load_sampled() as loads:
+        done = subprocess.run(
+            [sys.executable, "-m", "qarun_flink.job", *args],
+            env={**os.environ, **flink.env_vars},
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
     elapsed = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"the {scorer} job failed:\n{done.stderr[-3000:]}")
-    produced, span = output_span(broker, topics.results, PARALLELISM)
+    produced, span = output_span(broker, topics.results, PARTITIONS)
     if produced != count:
         raise RuntimeError(f"{scorer}: {produced} results for {count} answers")
     return {
         "records": count,
-        "parallelism": PARALLELISM,
+        "parallelism": parallelism,
         "steady_records_per_s": round(count / span, 1) if span else None,
         "end_to_end_records_per_s": round(count / elapsed, 1),
         "job_seconds": round(elapsed, 1),
+        "load_average_1m": {
+            "mean": round(sum(loads) / len(loads), 2) if loads else None,
+            "max": round(max(loads), 2) if loads else None,
+        },
     }
 
 
@@ -114,16 +150,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lexical", type=int, default=100_000, help="answers for lexical")
     parser.add_argument("--embedding", type=int, default=2_000, help="answers for embedding")
+    # On 2 cores, 1 and 2 were within noise of each other for lexical (6,122 and 6,257
+    # records/s back to back at load ~2.4; 7,579 and 6,263 in another pair at ~3.2).
+    parser.add_argument("--parallelism", type=int, default=2, help="the job's parallelism")
     args = parser.parse_args()
     flink = FlinkSetup()
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-flink-") as workdir:
         broker = KafkaBroker(Path(workdir) / "kafka").start()
         try:
-            scorers = {"lexical": run(broker, flink, "lexical", args.lexical)}
-            scorers["embedding"] = run(broker, flink, "embedding", args.embedding)
+            par = args.parallelism
+            scorers = {"lexical": run(broker, flink, "lexical", args.lexical, parallelism=par)}
+            scorers["embedding"] = run(broker, flink, "embedding", args.embedding, parallelism=par)
             scorers["embedding_reference_cached"] = run(
-                broker, flink, "embedding", args.embedding, distinct=False
+                broker, flink, "embedding", args.embedding, parallelism=par, distinct=False
             )
         finally:
             broker.stop()

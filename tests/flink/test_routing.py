@@ -12,6 +12,7 @@ from qarun_flink import job
 from qarun_flink.metrics import RunMetrics
 from qarun_flink.params import ParamError, parse
 from qarun_flink.routing import KeyState, Outcome, Rules, decide
+from qarun_flink.scorers.lexical import LexicalScorer
 
 RULES = Rules(threshold=0.75, max_attempts=3, scorer="lexical")
 
@@ -56,6 +57,25 @@ def test_only_first_attempt_finals_of_deterministic_scorers_skip_the_state() -> 
     assert not RULES.final_without_state(2, 0.9)
     assert Rules(0.75, 1, "lexical").final_without_state(1, 0.1)  # exhausted at once
     assert not Rules(0.75, 3, "judge", deterministic=False).final_without_state(1, 0.9)
+
+
+def test_settle_splits_a_batch_by_destination() -> None:
+    params = parse(["--run", "r", "--bootstrap", "b", "--threshold", "0.75"], {})
+    settle = job.Settle(params, LexicalScorer())
+    good = answer(text="ref").to_bytes()  # the reference itself: scores 1.0
+    weak = answer(text="unrelated words").to_bytes()
+    later = answer(2, text="ref").to_bytes()  # a regeneration: needs the keyed state
+    rows = settle.settle(
+        [b"q1", b"q1", b"q1", b"bad"], [good, weak, later, b"{no"], [0, 0, 0, 1], [5, 6, 7, 8]
+    )
+    assert [row[0] for row in rows] == ["results", "keyed", "keyed", "dlq"]
+    result = json.loads(rows[0][2])
+    assert (result["question_id"], result["score"], result["exhausted"]) == ("q1", 1.0, False)
+    assert rows[0][3:] == (1.0, "r", 1, None, "validated")  # its metric event
+    assert rows[1][1:4] == ("r/q1", weak, 0.0)
+    dead = json.loads(rows[3][2])
+    assert (dead["reason"], dead["source_partition"], dead["source_offset"]) == ("bad_json", 1, 8)
+    assert rows[3][1] == "bad" and rows[3][3:] == (None,) * 5
 
 
 def test_keyed_state_survives_its_json_form() -> None:

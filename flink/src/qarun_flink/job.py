@@ -1,6 +1,6 @@
 """The QARun scoring job: answers in, results / regenerations / metrics / dead letters out.
 
-    answers ─► parse + score ─► final at once (first attempt) ─► results
+    answers ─► settle: parse + score + final at once (first attempt) ─► results
                  └ unparseable ─► dlq
                  └ the rest ─► key by (run, question_id) ─► route (keyed state)
       results ◄─ validated, or exhausted with the best attempt (keyed state)
@@ -9,9 +9,14 @@
       metrics ◄─ tumbling processing-time window per run (Flink SQL) ◄─ an event per
                  scored answer
 
-lexical scores inside the parse step (one Python operator, one pydantic parse per
-answer); embedding scores in a vectorized (pandas) UDF on the Kafka table, so the
-model encodes batches; the judge scores after parsing, through async I/O.
+Settle is one vectorized (pandas) UDF on the Kafka table: Python sees Arrow batches
+of raw answers and returns, per answer, where it goes (results, dlq or the keyed
+route) with the record to send; Flink SQL splits the batch to the sinks. Per-record
+Python (Beam fn-API) calls cost more than the parsing and scoring themselves
+(profiled: ~130 us of framework per record against ~60 us of work), so only the
+answers whose outcome depends on keyed state still cross to a per-record operator.
+Lexical and embedding score inside Settle, a batch at a time (the model encodes a
+batch per forward pass); the judge scores after Settle, through async I/O.
 
 Delivery: at-least-once Kafka sinks by default, every record keyed by the question id
 (the run is in the topic name). Why not Kafka transactions: an exactly-once sink
@@ -43,7 +48,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyflink.common import Configuration, Row, Time
 from pyflink.common.typeinfo import Types
@@ -58,13 +62,12 @@ from pyflink.datastream.functions import (
     AsyncFunction,
     KeyedProcessFunction,
     MapFunction,
-    ProcessFunction,
     RuntimeContext,
 )
 from pyflink.datastream.output_tag import OutputTag
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment
-from pyflink.table.expressions import col
+from pyflink.table import DataTypes, StreamTableEnvironment, Table
+from pyflink.table.expressions import col, lit
 from pyflink.table.udf import ScalarFunction, udf
 
 from qarun_core.messages import (
@@ -78,7 +81,6 @@ from qarun_flink.metrics import RunMetrics, _Sum
 from qarun_flink.params import Delivery, JobParams, ParamError, ScorerName, StartingOffsets, parse
 from qarun_flink.routing import Decision, KeyState, MetricEvent, Outcome, Rules, decide
 from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
-from qarun_flink.scorers.lexical import LexicalScorer
 
 log = logging.getLogger("qarun_flink")
 
@@ -99,7 +101,29 @@ EVENT = Types.ROW_NAMED(
 DLQ = OutputTag("dlq", KV_TAG)
 QUESTIONS = OutputTag("questions", KV_TAG)
 EVENTS = OutputTag("events", EVENT)
-KEYED = OutputTag("keyed", SCORED)  # answers whose outcome depends on keyed state
+
+# Settle's result per answer: where it goes (Dest), the record to send and, for a
+# final result, its metric event. For KEYED, k is "run/question_id", v the answer.
+# v stays bytes from Python to the Kafka sinks: as a STRING, the JVM decoded and
+# re-encoded every (1-2 kB) record at each table/stream conversion and copy, and
+# that was the JVM's largest cost (profiled).
+SETTLED_FIELDS = [
+    ("dest", DataTypes.STRING()),
+    ("k", DataTypes.STRING()),
+    ("v", DataTypes.BYTES()),
+    ("score", DataTypes.DOUBLE()),
+    ("run", DataTypes.STRING()),
+    ("attempt", DataTypes.INT()),
+    ("improvement", DataTypes.DOUBLE()),
+    ("outcome", DataTypes.STRING()),
+]
+SETTLED = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in SETTLED_FIELDS])
+
+
+class Dest:
+    RESULTS = "results"
+    DLQ = "dlq"
+    KEYED = "keyed"  # the outcome depends on the question's keyed state
 
 
 def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
@@ -109,40 +133,55 @@ def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
     tables.get_config().set("table.local-time-zone", "UTC")
     tables.execute_sql(source_ddl(params))
     answers = tables.from_path("answers")
-    if params.scorer is ScorerName.EMBEDDING:
-        # Vectorized: the model sees Arrow batches of answers (a whole batch per
-        # forward pass, 2-3x faster than one at a time). Lexical scores in Parse: a
-        # pandas UDF is one more Python operator and one more parse per answer, and
-        # cost more than the scoring itself (profiled).
-        answers = answers.add_columns(batch_scorer(params)(col("v")).alias("score"))
-    raw = tables.to_data_stream(answers)
+    settled = answers.select(
+        settle_udf(params)(col("k"), col("v"), col("src_partition"), col("src_offset")).alias("s")
+    ).select(*[col("s").get(name).alias(name) for name, _ in SETTLED_FIELDS])
+    # Read by the keyed route, the metrics and two sinks, which the planner translates
+    # separately: as a table, each would scan Kafka and run the UDF again. Through a
+    # DataStream they share one scan and one UDF (Flink SQL only filters it per sink).
+    tables.create_temporary_view("settled", tables.from_data_stream(tables.to_data_stream(settled)))
 
-    # Parse, score and settle the answers that are final without keyed state (first
-    # attempts that validate) in one Python operator: they skip the shuffle and the
-    # second Python operator. The rest go on, keyed, to Route.
-    parsed = raw.process(Parse(params), output_type=KV).name("parse, score, settle")
-    pending = parsed.get_side_output(KEYED)
+    keyed = (
+        tables.from_path("settled")
+        .where(col("dest") == lit(Dest.KEYED))
+        .select(col("k"), col("v").cast(DataTypes.STRING()).alias("v"), col("score"), lit(""))
+    )
+    pending = tables.to_data_stream(keyed)
     scored = judge(pending, params) if params.scorer is ScorerName.JUDGE else pending
     routed = (
         scored.key_by(lambda record: record[0], key_type=Types.STRING())
         .process(Route(params), output_type=KV)
         .name("route by score")
     )
-    events = parsed.get_side_output(EVENTS).union(routed.get_side_output(EVENTS))
-    metrics = run_metrics(tables, events, params)
-    dead = parsed.get_side_output(DLQ).union(routed.get_side_output(DLQ))
+    metrics = run_metrics(tables, routed.get_side_output(EVENTS), params)
 
     sinks = tables.create_statement_set()
     outputs = {
-        "results": (parsed.union(routed), params.results_topic),
-        "questions": (routed.get_side_output(QUESTIONS), params.questions_topic),
-        "dlq": (dead, params.dlq_topic),
-        "metrics": (metrics, params.metrics_topic),
+        "results": _settled(tables, Dest.RESULTS).union_all(_as_bytes(tables, routed)),
+        "questions": _as_bytes(tables, routed.get_side_output(QUESTIONS)),
+        "dlq": _settled(tables, Dest.DLQ).union_all(_as_bytes(tables, routed.get_side_output(DLQ))),
+        "metrics": _as_bytes(tables, metrics),
     }
-    for name, (stream, topic) in outputs.items():
-        tables.execute_sql(sink_ddl(name, topic, params))
-        sinks.add_insert(name, tables.from_data_stream(stream))
+    topics = {
+        "results": params.results_topic,
+        "questions": params.questions_topic,
+        "dlq": params.dlq_topic,
+        "metrics": params.metrics_topic,
+    }
+    for name, table in outputs.items():
+        tables.execute_sql(sink_ddl(name, topics[name], params))
+        sinks.add_insert(name, table)
     sinks.attach_as_datastream()
+
+
+def _settled(tables: StreamTableEnvironment, dest: str) -> Table:
+    return tables.from_path("settled").where(col("dest") == lit(dest)).select(col("k"), col("v"))
+
+
+def _as_bytes(tables: StreamTableEnvironment, stream: DataStream) -> Table:
+    """A (k, v) stream of text as the sinks' (k STRING, v BYTES) table."""
+    table = tables.from_data_stream(stream)
+    return table.select(col("k"), col("v").cast(DataTypes.BYTES()).alias("v"))
 
 
 def run_metrics(
@@ -155,9 +194,15 @@ def run_metrics(
     the whole job (profiled). Per-attempt figures are columns for attempts
     1..max_attempts; Python only formats the one row per window.
     """
-    tables.create_temporary_view(
-        "events", events, Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
-    )
+    # First-attempt finals come from Settle (SQL), the rest from Route (DataStream).
+    tables.create_temporary_view("routed_events", events)
+    events_sql = f"""
+        SELECT run, attempt, score, improvement, outcome, PROCTIME() AS pt FROM (
+            SELECT run, attempt, score, improvement, outcome FROM settled
+            WHERE dest = '{Dest.RESULTS}'
+            UNION ALL
+            SELECT run, attempt, score, improvement, outcome FROM routed_events)"""  # noqa: S608
+    tables.create_temporary_view("events", tables.sql_query(events_sql))
     per_attempt = ",\n".join(
         f"COUNT(*) FILTER (WHERE attempt = {a}), SUM(score) FILTER (WHERE attempt = {a}), "
         f"COUNT(*) FILTER (WHERE attempt = {a} AND outcome <> '{Outcome.REGENERATE}'), "
@@ -193,9 +238,9 @@ def judge(parsed: DataStream, params: JobParams) -> DataStream:
     ).name("score (judge)")
 
 
-def batch_scorer(params: JobParams) -> Any:
-    """A pandas UDF: raw answer payloads in, scores out (NaN where unreadable)."""
-    return udf(BatchScore(params.scorer.value), result_type=DataTypes.DOUBLE(), func_type="pandas")
+def settle_udf(params: JobParams) -> Any:
+    """A pandas UDF: Arrow batches of raw answers in, a SETTLED row per answer out."""
+    return udf(SettleBatch(params), result_type=SETTLED, func_type="pandas")
 
 
 def configure(env: StreamExecutionEnvironment, params: JobParams) -> None:
@@ -226,6 +271,11 @@ def flink_configuration(params: JobParams) -> Configuration:
     # Bundles are flushed at least this often: the latency a record spends in each
     # Python operator when traffic is light (the default is one second).
     config.set_string("python.fn-execution.bundle.time", "100")
+    # Chained operators hand records over without a defensive copy, which for the
+    # table/stream conversions here cost a serializer copy of every record (profiled).
+    # Safe: no function in the job keeps a record after passing it on (the Python
+    # ones get serialized copies, the SQL ones copy what they buffer).
+    config.set_string("pipeline.object-reuse", "true")
     return config
 
 
@@ -264,7 +314,7 @@ def sink_ddl(name: str, topic: str, params: JobParams) -> str:
     else:
         delivery = "'sink.delivery-guarantee' = 'at-least-once'"
     return f"""
-        CREATE TEMPORARY TABLE {name} (k STRING, v STRING) WITH (
+        CREATE TEMPORARY TABLE {name} (k STRING, v BYTES) WITH (
             'connector' = 'kafka', 'topic' = {_sql(topic)},
             'properties.bootstrap.servers' = {_sql(params.bootstrap)},
             'key.format' = 'raw', 'key.fields' = 'k',
@@ -273,26 +323,45 @@ def sink_ddl(name: str, topic: str, params: JobParams) -> str:
         )"""
 
 
-class Parse(ProcessFunction):  # type: ignore[misc]
-    """Bytes → validated Answer, scored (lexical here) and settled when final at once.
+class Settle:
+    """Raw answers → where each goes: parsed, scored and settled when final at once.
 
-    Main output: results that need no keyed state. KEYED: (run/question_id, answer
-    JSON, score, "") for Route. DLQ: unreadable payloads.
+    Plain Python (tested without Flink); SettleBatch is its pandas UDF adapter. A
+    batch is scored in one scorer call (score_many), so the embedding model encodes
+    whole batches.
     """
 
-    def __init__(self, params: JobParams) -> None:
+    def __init__(self, params: JobParams, scorer: Scorer | None) -> None:
         self.run = params.run
         self.topic = params.answers_topic
         self.rules = _rules(params)
-        self.inline = params.scorer is ScorerName.LEXICAL
-        self.scorer: LexicalScorer | None = None
+        self.scorer = scorer  # None: scored later (judge)
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        if self.inline:
-            self.scorer = LexicalScorer()
+    def settle(
+        self,
+        keys: Sequence[bytes | None],
+        payloads: Sequence[bytes | None],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+    ) -> list[tuple[Any, ...]]:
+        parsed: list[Answer | tuple[Any, ...]] = [
+            self._parse(*record) for record in zip(keys, payloads, partitions, offsets, strict=True)
+        ]
+        answers = [item for item in parsed if isinstance(item, Answer)]
+        scores = iter(self._scores(answers))
+        return [
+            self._route(item, next(scores), payload) if isinstance(item, Answer) else item
+            for item, payload in zip(parsed, payloads, strict=True)
+        ]
 
-    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        key, payload, partition, offset = value[0], value[1], value[2], value[3]
+    def _scores(self, answers: list[Answer]) -> list[float]:
+        if self.scorer is None:
+            return [math.nan] * len(answers)
+        return self.scorer.score_many([_pair_of(answer) for answer in answers])
+
+    def _parse(
+        self, key: bytes | None, payload: bytes | None, partition: int, offset: int
+    ) -> Answer | tuple[Any, ...]:
         try:
             answer = Answer.from_bytes(payload)
             if answer.run != self.run:
@@ -308,20 +377,55 @@ class Parse(ProcessFunction):  # type: ignore[misc]
                 payload=payload,
                 key=key,
                 topic=self.topic,
-                partition=partition,
-                offset=offset,
+                partition=int(partition),
+                offset=int(offset),
             )
-            yield DLQ, Row(k=letter.question_id, v=letter.to_bytes().decode())
-            return
-        if self.scorer is not None:
-            score_ = self.scorer.score(_pair_of(answer))
-        else:  # embedding: scored in the table; judge: scores later
-            score_ = value[4] if len(value) > 4 else math.nan
-        if self.rules.final_without_state(answer.attempt, score_):
-            # Final at once: no state to read, and none to keep (see Rules).
-            yield from _emit(decide(answer, score_, KeyState(), self.rules))
-            return
-        yield KEYED, (f"{answer.run}/{answer.question_id}", payload.decode(), score_, "")
+            return (Dest.DLQ, letter.question_id, letter.to_bytes(), *_NO_EVENT)
+        return answer
+
+    def _route(self, answer: Answer, score_: float, payload: bytes | None) -> tuple[Any, ...]:
+        if not self.rules.final_without_state(answer.attempt, score_):
+            key = f"{answer.run}/{answer.question_id}"
+            return (Dest.KEYED, key, payload, score_, *_NO_EVENT[1:])
+        # Final at once: no state to read, and none to keep (see Rules).
+        decision = decide(answer, score_, KeyState(), self.rules)
+        result, event = decision.result, decision.event
+        assert result is not None and event is not None  # a final decision has both
+        return (
+            Dest.RESULTS,
+            result.question_id,
+            result.to_bytes(),
+            event.score,
+            event.run,
+            event.attempt,
+            event.improvement,
+            event.outcome.value,
+        )
+
+
+# score, run, attempt, improvement, outcome of a row that is no final result
+_NO_EVENT: tuple[Any, ...] = (None, None, None, None, None)
+
+
+class SettleBatch(ScalarFunction):  # type: ignore[misc]
+    def __init__(self, params: JobParams) -> None:
+        self.params = params
+        self.settler: Settle | None = None
+
+    def open(self, function_context: Any) -> None:
+        # The embedding model loads once per worker; the judge scores after Settle.
+        scored_here = self.params.scorer is not ScorerName.JUDGE
+        scorer = make_scorer(self.params.scorer.value) if scored_here else None
+        self.settler = Settle(self.params, scorer)
+
+    def eval(
+        self, keys: pd.Series, payloads: pd.Series, partitions: pd.Series, offsets: pd.Series
+    ) -> pd.DataFrame:
+        assert self.settler is not None
+        rows = self.settler.settle(
+            keys.tolist(), payloads.tolist(), partitions.tolist(), offsets.tolist()
+        )
+        return pd.DataFrame.from_records(rows, columns=[name for name, _ in SETTLED_FIELDS])
 
 
 def _rules(params: JobParams) -> Rules:
@@ -340,28 +444,6 @@ def _pair(answer_json: str | bytes) -> Pair:
 def _pair_of(answer: Answer) -> Pair:
     question = f"{answer.title}\n{answer.content}".strip()
     return Pair(question=question, answer=answer.answer, reference=answer.best_answer)
-
-
-class BatchScore(ScalarFunction):  # type: ignore[misc]
-    def __init__(self, scorer: str) -> None:
-        self.scorer_name = scorer
-        self.scorer: Scorer | None = None
-
-    def open(self, function_context: Any) -> None:
-        self.scorer = make_scorer(self.scorer_name)  # the embedding model loads once per worker
-
-    def eval(self, payloads: pd.Series) -> pd.Series:
-        assert self.scorer is not None
-        pairs, rows = [], []
-        for row, payload in enumerate(payloads):
-            try:
-                pairs.append(_pair(payload))
-                rows.append(row)
-            except ValueError:  # unreadable: Parse sends it to the dead-letter topic
-                continue
-        scores = np.full(len(payloads), np.nan)
-        scores[rows] = self.scorer.score_many(pairs)
-        return pd.Series(scores)
 
 
 class JudgeAnswers(AsyncFunction):  # type: ignore[misc]
@@ -408,7 +490,7 @@ class Route(KeyedProcessFunction):  # type: ignore[misc]
             return
         answer = Answer.model_validate_json(answer_json)
         if self.rules.final_without_state(answer.attempt, score_):
-            # The judge scores after Parse, so its answers are settled here (never
+            # The judge scores after Settle, so its answers are settled here (never
             # final without state today: Rules.deterministic is False for it).
             yield from _emit(decide(answer, score_, KeyState(), self.rules))
             return
