@@ -62,6 +62,21 @@ spec:
   flink: {{parallelism: {parallelism}, checkpointIntervalSeconds: 10}}
 """
 
+# Where the overhead goes, for the same questions: generator to worker (Kafka, the
+# worker's queue and its client outside the call), the scoring job (answers topic to
+# the result's creation), and the sink to PostgreSQL (results topic, storage writer).
+STAGES = """
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
+           extract(epoch FROM a.answered_at - r.first_sent_at) * 1000 - a.latency_ms),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
+           extract(epoch FROM r.finished_at - a.answered_at) * 1000),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
+           extract(epoch FROM r.stored_at - r.finished_at) * 1000)
+FROM results r JOIN attempts a USING (run, question_id)
+WHERE r.run = %s AND r.attempts = 1 AND a.attempt = 1 AND a.retries = 0
+  AND r.first_sent_at >= %s AND r.first_sent_at < %s
+"""
+
 STORED = "SELECT count(*) FROM results WHERE run = %s AND stored_at >= %s AND stored_at < %s"
 OVERHEAD = """
 SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY
@@ -94,15 +109,22 @@ def measure(dsn: str, run: str, start: float, end: float) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:
         stored = conn.execute(STORED, (run, t0, t1)).fetchone()
         row = conn.execute(OVERHEAD, (run, t0, sent_by)).fetchone()
+        stages = conn.execute(STAGES, (run, t0, sent_by)).fetchone()
         total = conn.execute("SELECT count(*) FROM results WHERE run = %s", (run,)).fetchone()
-    assert stored is not None and row is not None and total is not None
+    assert stored is not None and row is not None and total is not None and stages is not None
     overhead, llm, single = row
+    to_worker, scoring, storing = stages
     return {
         "window_s": round(end - start, 1),
         "results_in_window": int(stored[0]),
         "results_total": int(total[0]),
         "questions_per_s": round(int(stored[0]) / (end - start), 1),
         "overhead_ms": percentiles(overhead),
+        "overhead_stages_ms": {
+            "generator_to_answer": percentiles(to_worker),
+            "answer_to_result": percentiles(scoring),
+            "result_to_stored": percentiles(storing),
+        },
         "llm_latency_ms": percentiles(llm),
         "overhead_questions": int(single),
     }
