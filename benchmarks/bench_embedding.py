@@ -3,7 +3,7 @@
 A record is one (answer, reference) pair from the sample data set
 (workers/src/qarun_workers/data/sample.csv): the reference is the row's best_answer,
 the answer is either that text perturbed (a fifth of its words dropped, two swapped)
-or another row's best_answer. Pairs go to `score_batch` in chunks, as the Flink job
+or another row's best_answer. Pairs go to `score_many` in chunks, as the Flink job
 sends them. Two modes:
   `cold`:   no reference cache, so both texts of every pair are encoded (first attempts);
   `cached`: references already cached, only answers are encoded (regenerations).
@@ -79,9 +79,9 @@ def measure(backend: str, threads: int, mode: str, args: argparse.Namespace) -> 
     pairs = [Pair("q", a, r) for a, r in sample_pairs(args.pairs)]
     cached = mode == "cached"
     scorer = EmbeddingScorer(make_encoder(backend, threads), cache_size=len(pairs) if cached else 0)
-    scorer.score_batch(pairs[: args.chunk])  # warm-up: allocations, kernel selection
+    scorer.score_many(pairs[: args.chunk])  # warm-up: allocations, kernel selection
     if cached:
-        scorer.score_batch(pairs)  # every reference into the cache
+        scorer.score_many(pairs)  # every reference into the cache
     tokenizer = scorer.model.tokenizer  # type: ignore[attr-defined]
     work = 0.0
     for start in range(0, len(pairs), args.chunk):
@@ -95,7 +95,7 @@ def measure(backend: str, threads: int, mode: str, args: argparse.Namespace) -> 
     load = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), cpu_seconds()
     for start in range(0, len(pairs), args.chunk):
-        scorer.score_batch(pairs[start : start + args.chunk])
+        scorer.score_many(pairs[start : start + args.chunk])
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     return {
         "backend": backend,
@@ -143,7 +143,7 @@ def main() -> None:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--modes", default="cold,cached")
     p.add_argument("--pairs", type=int, default=622, help="records per measurement")
-    p.add_argument("--chunk", type=int, default=64, help="pairs per score_batch call")
+    p.add_argument("--chunk", type=int, default=64, help="pairs per score_many call")
     p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", type=Path)

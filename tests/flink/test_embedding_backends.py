@@ -44,7 +44,7 @@ def sample_pairs() -> list[Pair]:
 
 
 def scores(model: object, pairs: list[Pair]) -> np.ndarray:  # type: ignore[type-arg]
-    return np.array(EmbeddingScorer(model).score_batch(pairs))  # type: ignore[arg-type]
+    return np.array(EmbeddingScorer(model).score_many(pairs))  # type: ignore[arg-type]
 
 
 def test_graph_is_valid_onnx() -> None:
@@ -99,11 +99,11 @@ def test_reference_cache_and_batch_entry_point() -> None:
             return inner.encode(texts, batch_size)
 
     scorer = EmbeddingScorer(Counting(), cache_size=2)  # type: ignore[arg-type]
-    first = scorer.score_batch([Pair("q", "a1", "r1"), Pair("q", "a2", "r1")])
+    first = scorer.score_many([Pair("q", "a1", "r1"), Pair("q", "a2", "r1")])
     assert calls[-1] == ["a1", "a2", "r1"]  # one model call, reference once
-    again = scorer.score_batch([Pair("q", "a1", "r1")])
+    again = scorer.score_many([Pair("q", "a1", "r1")])
     assert calls[-1] == ["a1"] and again[0] == pytest.approx(first[0], abs=1e-6)
-    scorer.score_batch([Pair("q", "a", "r2"), Pair("q", "a", "r3")])
+    scorer.score_many([Pair("q", "a", "r2"), Pair("q", "a", "r3")])
     assert list(scorer._references) == ["r2", "r3"]  # LRU bound: r1 evicted
 
 

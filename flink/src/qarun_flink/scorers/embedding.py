@@ -58,10 +58,6 @@ class EmbeddingScorer:
     def score(self, pair: Pair) -> float:
         return self.score_many([pair])[0]
 
-    def score_batch(self, pairs: Sequence[Pair]) -> list[float]:
-        """Scores in input order; the batch entry point for the Flink job (= score_many)."""
-        return self.score_many(pairs)
-
     def score_many(self, pairs: Sequence[Pair]) -> list[float]:
         if not pairs:
             return []
