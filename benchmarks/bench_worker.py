@@ -34,6 +34,7 @@ from qarun_core.topics import RunTopics
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.process import Service, free_port, port_open
 from qarun_workers.dataset import read_rows
+from qarun_workers.entrypoint import run_async
 from qarun_workers.llm_client import ask, make_client, prompt
 from qarun_workers.settings import LLMSettings
 
@@ -109,7 +110,7 @@ def baseline(base_url: str, seconds: float, in_flight: int, latency: float) -> d
             await client.close()
 
     started = time.monotonic()
-    times = asyncio.run(run())
+    times = run_async(run())
     return {
         "answers_per_s": round(steady_rate(times, latency, started + seconds)),
         "answers": len(times),
@@ -139,7 +140,7 @@ def raw(base_url: str, seconds: float, in_flight: int, latency: float) -> dict[s
             return await closed_loop(seconds, in_flight, call)
 
     started = time.monotonic()
-    times = asyncio.run(run())
+    times = run_async(run())
     return {
         "answers_per_s": round(steady_rate(times, latency, started + seconds)),
         "answers": len(times),

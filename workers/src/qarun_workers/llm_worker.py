@@ -39,7 +39,7 @@ from qarun_core.messages import (
 from qarun_core.topics import tier_for
 from qarun_workers import worker_metrics
 from qarun_workers.concurrency import AdaptiveLimit
-from qarun_workers.entrypoint import prepare
+from qarun_workers.entrypoint import prepare, run_async
 from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, _ = prepare("qarun-llm-worker", __doc__, argv)
     endpoint = worker_metrics.serve(settings.metrics)
     try:
-        asyncio.run(serve(settings, Shutdown().install()))
+        run_async(serve(settings, Shutdown().install()))
     finally:
         if endpoint is not None:
             endpoint.shutdown()

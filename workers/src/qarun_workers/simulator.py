@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from qarun_workers import logs
@@ -380,7 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LLM simulator on %s:%d, %d reference answers", args.host, args.port, len(sim.references)
     )
     web.run_app(
-        sim.app(), host=args.host, port=args.port, access_log=None, print=None, backlog=4096
+        sim.app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        backlog=4096,
+        loop=uvloop.new_event_loop(),  # cheaper per request: more of the 2 cores left
     )
     return 0
 
