@@ -34,8 +34,8 @@ from qarun_core.topics import RunTopics
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.process import Service, free_port, port_open
 from qarun_workers.dataset import read_rows
-from qarun_workers.entrypoint import run_async
 from qarun_workers.llm_client import ask, make_client, prompt
+from qarun_workers.runtime import run_async
 from qarun_workers.settings import LLMSettings
 
 sys.path.insert(0, str(Path(__file__).parent))

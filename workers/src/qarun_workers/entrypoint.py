@@ -4,17 +4,12 @@ logging and the run's topics."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
-
-import uvloop
+from collections.abc import Callable, Sequence
 
 from qarun_workers import logs
 from qarun_workers.kafka_io import ensure_run_topics
+from qarun_workers.runtime import settle_heap
 from qarun_workers.settings import Settings
-
-T = TypeVar("T")
 
 
 def prepare(
@@ -32,12 +27,5 @@ def prepare(
     settings = Settings()
     logs.setup(settings.log_level, secrets=settings.secrets())
     ensure_run_topics(settings)
+    settle_heap()
     return settings, args
-
-
-def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Runs an async entry point on uvloop: with thousands of calls in flight the loop
-    itself is a good part of a worker's CPU, and uvloop's is measured cheaper
-    (benchmarks/bench_worker.py runs its baselines on the same loop)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)

@@ -39,7 +39,7 @@ from qarun_core.messages import (
 from qarun_core.topics import tier_for
 from qarun_workers import worker_metrics
 from qarun_workers.concurrency import AdaptiveLimit
-from qarun_workers.entrypoint import prepare, run_async
+from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
@@ -52,6 +52,7 @@ from qarun_workers.kafka_io import (
 from qarun_workers.limits import Budget, FleetLimiter, Usage
 from qarun_workers.llm_client import Completion, Failure, ask, estimate_tokens, make_client, prompt
 from qarun_workers.retry import retry_delay
+from qarun_workers.runtime import run_async
 from qarun_workers.settings import Settings
 
 log = logging.getLogger(__name__)

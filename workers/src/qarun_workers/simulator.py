@@ -34,6 +34,7 @@ from aiohttp import web
 
 from qarun_workers import logs
 from qarun_workers.dataset import DatasetError, read_rows
+from qarun_workers.runtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
     logs.setup(args.log_level, secrets=[api_key])
     sim = Simulator(behaviour_from(args, api_key), load_references(args.dataset, args.format))
+    settle_heap()
     log.info(
         "LLM simulator on %s:%d, %d reference answers", args.host, args.port, len(sim.references)
     )
