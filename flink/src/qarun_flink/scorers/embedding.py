@@ -4,7 +4,7 @@ Backends (QARUN_EMBEDDING_BACKEND): `int8` (default; onnxruntime, int8 dense lay
 see onnx_minilm.py), `onnx` (onnxruntime fp32) and `numpy` (minilm.py, the reference
 forward pass). QARUN_EMBEDDING_THREADS sets onnxruntime's threads (default 1: the Flink
 job runs one subtask per core). On the sample data set int8 moves scores by 0.004 on
-average (0.022 at most) from the float32 numpy pass, for 2.2-2.8x less CPU per record;
+average (0.022 at most) from the float32 numpy pass, for about 3x less CPU per record;
 benchmarks/bench_embedding.py measures all three.
 """
 
