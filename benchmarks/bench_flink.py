@@ -92,18 +92,27 @@ def result_times(broker: KafkaBroker, topic: str, partitions: int) -> dict[int, 
     return times
 
 
-BURST_MS = 50  # results this close to a subtask's first one came out of its first batch
+BATCH = 1_000  # python.fn-execution.arrow.batch.size: the most records in one burst
+GAP_MS = 20  # a batch's results leave together; a longer pause starts the next batch
+
+
+def after_first_burst(stamps: list[int]) -> int:
+    """How many of a subtask's results came after its first batch's burst: the prefix
+    of results less than GAP_MS apart, at most BATCH long, is that burst."""
+    ordered = sorted(stamps)
+    burst = 1
+    while burst < min(len(ordered), BATCH) and ordered[burst] - ordered[burst - 1] <= GAP_MS:
+        burst += 1
+    return len(ordered) - burst
 
 
 def steady_rate(times: dict[int, list[int]]) -> float | None:
     """Results after each subtask's first burst, over the time from the first result to
     the last (conservative: a subtask that finishes early does not add its own rate)."""
     stamps = [t for series in times.values() for t in series]
-    if not stamps:
-        return None
-    later = sum(sum(1 for t in s if t > min(s) + BURST_MS) for s in times.values() if s)
-    span_s = (max(stamps) - min(stamps)) / 1000
-    return later / span_s if later and span_s > BURST_MS / 1000 else None
+    later = sum(after_first_burst(series) for series in times.values() if series)
+    span_s = (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
+    return later / span_s if later and span_s > 0 else None
 
 
 def tree_cpu_seconds(root: int) -> dict[int, float]:
