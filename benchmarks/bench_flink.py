@@ -50,6 +50,7 @@ from qarun_devstack.kafka import KafkaBroker
 
 SAMPLE = Path(__file__).parents[1] / "tests" / "flink" / "data" / "labelled.jsonl"
 PARTITIONS = 2  # of every topic; the job's parallelism is a flag (default 2)
+JOB_TIMEOUT_S = 3600  # a job still running then is killed and reported as failed
 
 
 def fill(broker: KafkaBroker, topics: RunTopics, count: int, distinct: bool = True) -> None:
@@ -176,22 +177,28 @@ def run(
     ]
     started = time.monotonic()
     cpu: dict[int, float] = {}
-    with load_sampled() as loads:
+    # stderr goes to a file, not a pipe: the job logs a lot, and a pipe nobody reads
+    # until the end would block it once full.
+    with load_sampled() as loads, tempfile.TemporaryFile("w+") as stderr:
         job = subprocess.Popen(
             [sys.executable, "-m", "qarun_flink.job", *args],
             env={**os.environ, **flink.env_vars},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
         # Sampled every half second: the last half second of each process is missed.
-        while job.poll() is None and time.monotonic() - started < 3600:
+        while job.poll() is None and time.monotonic() - started < JOB_TIMEOUT_S:
             cpu.update(tree_cpu_seconds(job.pid))
             time.sleep(0.5)
-        _, stderr = job.communicate(timeout=60)
+        if job.poll() is None:
+            job.kill()
+        job.wait()
+        stderr.seek(0)
+        log_tail = stderr.read()[-3000:]
     elapsed = time.monotonic() - started
     if job.returncode != 0:
-        raise RuntimeError(f"the {scorer} job failed:\n{stderr[-3000:]}")
+        raise RuntimeError(f"the {scorer} job failed (exit {job.returncode}):\n{log_tail}")
     times = result_times(broker, topics.results, PARTITIONS)
     produced, rate = sum(len(t) for t in times.values()), steady_rate(times)
     if produced != count:
