@@ -8,6 +8,7 @@ asks for from a fixed script, so each question's path through the job is known.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,16 +39,20 @@ class RoutingRun:
     questions: list[Question]
     dead: list[dict[str, object]]
     metrics: list[dict[str, object]]
+    ready: str  # what the job wrote to its --ready-file
 
 
 @pytest.fixture(scope="module")
 def routing_run(
-    kafka: KafkaBroker, start_job_module: Callable[..., JobProcess]
+    kafka: KafkaBroker,
+    start_job_module: Callable[..., JobProcess],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RoutingRun]:
     topics = create_topics(kafka, "t-routing")
     worker = ScriptedWorker(kafka, topics, SCRIPT, REFERENCE).start()
+    ready_file = tmp_path_factory.mktemp("ready") / "scoring.ready"
     job = start_job_module(
-        *("--run", topics.run, "--bootstrap", kafka.bootstrap),
+        *("--run", topics.run, "--bootstrap", kafka.bootstrap, "--ready-file", str(ready_file)),
         *("--threshold", "0.75", "--max-regenerations", "2", "--parallelism", "2"),
         *("--checkpoint-interval-seconds", "2", "--metrics-window-seconds", "1"),
     )
@@ -90,6 +95,7 @@ def routing_run(
             questions=list(worker.questions_seen),
             dead=readers[topics.dlq].values(),
             metrics=metrics(),
+            ready=ready_file.read_text(),
         )
     finally:
         worker.stop()
@@ -110,6 +116,11 @@ def by_question(results: list[dict[str, object]]) -> dict[str, list[dict[str, ob
     for result in results:
         grouped[str(result["question_id"])].append(result)
     return grouped
+
+
+def test_the_job_writes_its_ready_file_once_running(routing_run: RoutingRun) -> None:
+    # The local runner starts the generator only once this file exists.
+    assert re.fullmatch(r"[0-9a-f]{32}\n", routing_run.ready)
 
 
 def test_answer_at_threshold_is_validated_on_first_attempt(routing_run: RoutingRun) -> None:

@@ -45,7 +45,6 @@ def pipeline_env(run: str, infra: Infra, base_url: str) -> dict[str, str]:
         "QARUN_RETRY__TIERS": "1s,5s",
         "QARUN_STORAGE__POSTGRES_DSN": postgres.dsn,
         "QARUN_STORAGE__REDIS_URL": redis.url,
-        "QARUN_STORAGE__BATCH_WAIT_SECONDS": "0.1",
         "QARUN_TRAFFIC__TOTAL": str(QUESTIONS),
         "QARUN_TRAFFIC__RATE_PER_SECOND": "1000",
         "QARUN_TRAFFIC__DISTRIBUTION": "constant",

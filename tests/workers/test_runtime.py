@@ -7,7 +7,7 @@ import gc
 
 import uvloop
 
-from qarun_workers.runtime import run_async, settle_heap
+from qarun_workers.runtime import YOUNG_THRESHOLD, run_async, settle_heap
 
 
 def test_run_async_runs_on_uvloop_and_returns_the_result() -> None:
@@ -19,9 +19,11 @@ def test_run_async_runs_on_uvloop_and_returns_the_result() -> None:
 
 
 def test_settle_heap_freezes_what_is_loaded_and_still_collects_new_garbage() -> None:
+    default = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() > 10_000  # modules, classes, schemas
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *default[1:])
 
         class Node:
             def __init__(self) -> None:
@@ -31,3 +33,4 @@ def test_settle_heap_freezes_what_is_loaded_and_still_collects_new_garbage() -> 
         assert gc.collect() >= 1  # still found and freed
     finally:
         gc.unfreeze()
+        gc.set_threshold(*default)

@@ -29,7 +29,7 @@ from qarun_core.plan import (
     retry_tiers,
 )
 from qarun_core.topics import RunTopics
-from qarun_devstack.process import free_port
+from qarun_devstack.process import free_port, port_open
 from qarun_devstack.stack import LocalStack
 
 SIM_FAULTS = ("429", "500", "503", "400", "timeout", "malformed")
@@ -89,6 +89,19 @@ def flink_args(
     return args
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What the runner waits for after starting a component, before the next one."""
+
+    check: Callable[[], bool]
+    what: str
+    timeout: float = 60.0
+
+
+def listening(port: int) -> Readiness:
+    return Readiness(lambda: port_open(port), f"listening on {port}")
+
+
 def instance_env(run: str, role: str) -> Callable[[int], dict[str, str]]:
     """Each replica's own instance name (the pod name on Kubernetes) and, since replicas
     share one host here, its own loopback port for the LLM worker's metrics."""
@@ -121,7 +134,7 @@ class LocalPlan:
     topics: dict[str, int]  # name -> partitions
     topics_of_run: RunTopics
     components: list[Component]
-    wait_ready: dict[str, int]  # component -> port to wait for before starting the next
+    wait_ready: dict[str, Readiness]  # component -> what to wait for before the next
     api_url: str
     llm_base_url: str
     total: int
@@ -142,7 +155,7 @@ class LocalPlan:
     ) -> LocalPlan:
         spec, run = specfile.spec, specfile.name
         components: list[Component] = []
-        wait_ready: dict[str, int] = {}
+        wait_ready: dict[str, Readiness] = {}
         base_url = llm_base_url or os.environ.get("QARUN_LLM_BASE_URL", "")
         if not base_url and any(host in spec.llm.base_url for host in SIM_HOSTS):
             port = free_port()
@@ -154,7 +167,7 @@ class LocalPlan:
             for name, rate in (sim_faults or {}).items():
                 args += [f"--rate-{name}", str(rate)]
             components.append(Component("llm-sim", module_argv("qarun_workers.simulator", *args)))
-            wait_ready["llm-sim"] = port
+            wait_ready["llm-sim"] = listening(port)
         elif not base_url:
             base_url = spec.llm.base_url  # a real endpoint named in the spec
         run_plan = plan(run, specfile.namespace, spec)
@@ -166,7 +179,7 @@ class LocalPlan:
             api_env = local_env(storage, stack, base_url, spec.llm.base_url)
             api_env["QARUN_API__PORT"] = str(api_port)
             components.append(Component("api", venv_command("qarun-api"), api_env))
-            wait_ready["api"] = api_port
+            wait_ready["api"] = listening(api_port)
         order = (STORAGE_WRITER, RETRY, LLM_WORKER)
         for role in order:
             planned = run_plan.component(role)
@@ -181,8 +194,13 @@ class LocalPlan:
                 )
             )
         job = run_plan.flink
+        # The generator starts once the job runs: questions sent before only queue.
+        ready_file = checkpoints.parent / "scoring.ready"
+        ready_file.unlink(missing_ok=True)  # an earlier run's would not make us wait
+        wait_ready[SCORING] = Readiness(ready_file.exists, "running its job", timeout=300)
         flink_env = {
             "QARUN_FLINK_CHECKPOINT_DIR": checkpoints.resolve().as_uri(),
+            "QARUN_FLINK_READY_FILE": str(ready_file),
             "QARUN_METRICS_WINDOW_SECONDS": "2",
             **(stack.flink.env_vars if stack.flink is not None else {}),
         }

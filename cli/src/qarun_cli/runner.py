@@ -44,7 +44,7 @@ from qarun_cli.state import LiveRun, RunDir
 from qarun_cli.supervisor import Supervisor
 from qarun_core.topics import RunTopics
 from qarun_devstack.paths import MissingComponentError
-from qarun_devstack.process import ServiceError, port_open, tail
+from qarun_devstack.process import ServiceError, tail
 from qarun_devstack.stack import LocalStack
 
 log = logging.getLogger(__name__)
@@ -348,10 +348,13 @@ class LocalRunner:
             self.say("qarun: stopping processes")
             self.supervisor.stop(STOP_ORDER)
 
-    def _wait_ready(self, name: str, port: int, timeout: float = 60) -> None:
+    def _wait_ready(self, name: str, ready: local.Readiness) -> None:
         replica = self.supervisor.replicas[name][0]
+        started = time.monotonic()
         try:
-            replica.service.wait_ready(lambda: port_open(port), timeout, f"listening on {port}")
+            replica.service.wait_ready(ready.check, ready.timeout, ready.what)
+            if (waited := time.monotonic() - started) > 2:  # worth a line: the job's start
+                self.say(f"qarun: {name} {ready.what} after {waited:.0f} s")
         except ServiceError as error:
             raise CLIError(str(error)) from None
 

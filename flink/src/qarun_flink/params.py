@@ -66,6 +66,11 @@ PARAMS: dict[str, tuple[str, str, str]] = {
         "QARUN_FLINK_CHECKPOINT_INTERVAL_SECONDS",
         "checkpoint every N seconds",
     ),
+    "bundle_time_ms": (
+        "--bundle-time-ms",
+        "QARUN_FLINK_BUNDLE_TIME_MS",
+        "the longest an answer waits for its batch to be scored: latency against CPU",
+    ),
     "checkpoint_dir": (
         "--checkpoint-dir",
         "QARUN_FLINK_CHECKPOINT_DIR",
@@ -75,6 +80,11 @@ PARAMS: dict[str, tuple[str, str, str]] = {
         "--restore-from",
         "QARUN_FLINK_RESTORE_FROM",
         "a checkpoint or savepoint path to restore (local runs; the operator sets it itself)",
+    ),
+    "ready_file": (
+        "--ready-file",
+        "QARUN_FLINK_READY_FILE",
+        "local runs: a file written once the job is running, for a runner to wait on",
     ),
     "metrics_window_seconds": (
         "--metrics-window-seconds",
@@ -133,8 +143,10 @@ class JobParams(BaseModel):
     max_regenerations: int = Field(default=3, ge=0, le=20)
     parallelism: int = Field(default=1, ge=1, le=256)
     checkpoint_interval_seconds: float = Field(default=30.0, gt=0)
+    bundle_time_ms: int = Field(default=50, ge=1, le=60_000)
     checkpoint_dir: str | None = None
     restore_from: str | None = None
+    ready_file: str | None = None
     metrics_window_seconds: float = Field(default=10.0, gt=0)
     delivery: Delivery = Delivery.AT_LEAST_ONCE
     starting_offsets: StartingOffsets = StartingOffsets.GROUP

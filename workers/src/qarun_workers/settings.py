@@ -72,8 +72,6 @@ class StorageSettings(BaseModel):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     cache_ttl_seconds: int = Field(default=21600, ge=1)
     batch_size: int = Field(default=500, ge=1)
-    # A result waits at most this long for its batch: part of the end-to-end latency.
-    batch_wait_seconds: float = Field(default=0.05, ge=0)
 
 
 class TrafficSettings(BaseModel):

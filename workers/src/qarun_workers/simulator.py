@@ -90,6 +90,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
+        self.regenerations = 0  # answers ("ok") to a prompt that carried a previous answer
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -111,6 +112,7 @@ class Stats:
             "peak_in_flight": self.peak_in_flight,
             "max_per_minute": self.max_per_minute,
             "outcomes": dict(self.outcomes),
+            "regenerations": self.regenerations,
         }
 
 
@@ -240,6 +242,7 @@ class Simulator:
         usage = {"prompt_tokens": tokens(prompt), "completion_tokens": tokens(text)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         self.stats.outcomes["ok"] += 1
+        self.stats.regenerations += regenerating
         return web.json_response(
             {
                 "id": f"chatcmpl-sim{self.stats.requests}",

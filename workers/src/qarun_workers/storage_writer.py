@@ -1,8 +1,12 @@
 """The storage writer: results and dead letters into PostgreSQL, answers into Redis.
 
-A batch (up to `batch_size` messages or `batch_wait_seconds`) is written in one
-transaction of idempotent upserts; only after the database commit are the answers
-cached and the Kafka offsets committed, so a crash at any point replays the batch
+A batch is whatever has arrived when the writer is ready, up to `batch_size`: it waits
+for the first message only, so a result is not held back for a batch to fill, and
+under load the messages fetched while one batch was written make the next one. A batch
+is written in one transaction of idempotent upserts; only after the database commit
+are the answers cached and the batch's offsets stored, for librdkafka to commit (every
+second and on close; a synchronous commit per batch was one more broker request per
+batch). So a crash at any point replays at most the batches since the last commit,
 and changes nothing twice. A payload on the results topic that is not a Result goes
 to the dead-letter topic (and is stored from there like any dead letter).
 """
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from psycopg_pool import ConnectionPool
 from redis import Redis
 
@@ -31,6 +35,8 @@ from qarun_workers.storage import migrate, write_batch
 
 log = logging.getLogger(__name__)
 
+IDLE_POLL_SECONDS = 0.2  # how long one poll waits for a first message (and for shutdown)
+
 
 class StorageWriter:
     def __init__(
@@ -41,9 +47,7 @@ class StorageWriter:
         self.pool = pool
         self.redis = redis
         self.topics = settings.topics
-        self.consumer = Consumer(
-            consumer_config(settings, "storage-writer", **{"enable.auto.commit": False})
-        )
+        self.consumer = Consumer(consumer_config(settings, "storage-writer"))
         self.producer = Producer(producer_config(settings))
         self.stored = 0
 
@@ -51,16 +55,20 @@ class StorageWriter:
         self.consumer.subscribe([self.topics.results, self.topics.dlq])
         try:
             while not self.shutdown:
-                batch = self.consumer.consume(
-                    num_messages=self.s.storage.batch_size,
-                    timeout=self.s.storage.batch_wait_seconds,
-                )
-                messages = [m for m in batch if raise_on_error(m)]
+                messages = [m for m in self._arrived() if raise_on_error(m)]
                 if messages:
                     self._store(messages)
         finally:
             self.consumer.close()
             log.info("storage writer stopped after %d results", self.stored)
+
+    def _arrived(self) -> list[Message]:
+        """The first message to come, and those fetched already behind it."""
+        first = self.consumer.poll(IDLE_POLL_SECONDS)
+        if first is None:
+            return []
+        room = self.s.storage.batch_size - 1
+        return [first, *self.consumer.consume(num_messages=room, timeout=0)] if room else [first]
 
     def _store(self, messages: Sequence[Message]) -> None:
         results, letters = self._parse(messages)
@@ -68,7 +76,10 @@ class StorageWriter:
             write_batch(conn, results, letters)
         if results:
             self._cache(results)
-        self.consumer.commit(offsets=next_positions(messages), asynchronous=False)
+        try:
+            self.consumer.store_offsets(offsets=next_positions(messages))
+        except KafkaException as error:  # revoked meanwhile: the next owner replays them
+            log.debug("offsets not stored: %s", error)
         self.stored += len(results)
 
     def _parse(self, messages: Sequence[Message]) -> tuple[list[Result], list[DeadLetter]]:
@@ -104,7 +115,7 @@ class StorageWriter:
 
 
 def next_positions(messages: Sequence[Message]) -> list[TopicPartition]:
-    """Per partition, the offset after the last message: what to commit."""
+    """Per partition, the offset after the last message: what to store."""
     last: dict[tuple[str, int], int] = {}
     for msg in messages:
         key = (msg.topic() or "", msg.partition() or 0)
