@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1.0  # seconds between progress checkpoints
 # The generator sleeps at least this long between sends and then sends every question
-# that fell due meanwhile: a wake-up per question cost 0.19 CPU-ms each at 1,000/s.
+# that fell due meanwhile. Woken once per question it took 0.17-0.24 CPU-ms a question
+# at 700-1,000/s; with the tick its CPU at 200/s went from 0.13 to 0.07 cores.
 TICK = 0.005
 
 

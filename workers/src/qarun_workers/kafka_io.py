@@ -125,6 +125,15 @@ class OffsetTracker:
         return sum(len(order) for order in self._order.values())
 
 
+def store_positions(consumer: Consumer, positions: list[TopicPartition]) -> None:
+    """Store offsets for librdkafka's background commit; a partition revoked in
+    between is left to its next owner, which replays from the last commit."""
+    try:
+        consumer.store_offsets(offsets=positions)
+    except KafkaException as error:
+        log.debug("offsets not stored: %s", error)
+
+
 class Delivery:
     """Producer callbacks that store the consumed offset once the output is acked."""
 
@@ -147,10 +156,7 @@ class Delivery:
     def finish(self, topic: str, partition: int, offset: int) -> None:
         position = self.tracker.finished(topic, partition, offset)
         if position is not None:
-            try:
-                self.consumer.store_offsets(offsets=[position])
-            except KafkaException as error:  # revoked in between: the next owner replays
-                log.debug("offset not stored: %s", error)
+            store_positions(self.consumer, [position])
 
     def check(self) -> None:
         if self.failure is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from psycopg_pool import ConnectionPool
 from redis import Redis
 
@@ -29,6 +29,7 @@ from qarun_workers.kafka_io import (
     dead_letter,
     producer_config,
     raise_on_error,
+    store_positions,
 )
 from qarun_workers.settings import Settings
 from qarun_workers.storage import migrate, write_batch
@@ -76,10 +77,7 @@ class StorageWriter:
             write_batch(conn, results, letters)
         if results:
             self._cache(results)
-        try:
-            self.consumer.store_offsets(offsets=next_positions(messages))
-        except KafkaException as error:  # revoked meanwhile: the next owner replays them
-            log.debug("offsets not stored: %s", error)
+        store_positions(self.consumer, next_positions(messages))
         self.stored += len(results)
 
     def _parse(self, messages: Sequence[Message]) -> tuple[list[Result], list[DeadLetter]]:
