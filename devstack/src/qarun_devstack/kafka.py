@@ -77,12 +77,13 @@ class KafkaBroker:
         props.write_text(server_properties(self.port, self.controller_port, self.workdir / "data"))
         log4j = self.workdir / "log4j2.properties"
         log4j.write_text(LOG4J2.format(log=self.workdir / "server.log"))
+        # The full JIT (no -XX:TieredStopAtLevel=1): C1 alone started 0.5 s sooner,
+        # but the broker then took 0.32 cores at 200 questions/s end to end, not 0.26.
         java = [
             "java",
             f"-Xmx{self.heap}",
             f"-Xms{self.heap}",
             "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1",
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
             f"{libs}/*",

@@ -591,7 +591,16 @@ def _sql(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# PyFlink reads this when a job is submitted. Its default on a local MiniCluster,
+# "loopback", runs the Python functions of every subtask inside the submitting
+# process, so all subtasks share one GIL; "process" gives each its own worker process,
+# as a Flink cluster does. Lexical at parallelism 2, back to back on 2 cores: 10,238
+# records/s loopback, 12,951 process.
+PYTHON_WORKER_MODE = "_python_worker_execution_mode"
+
+
 def environment(params: JobParams) -> StreamExecutionEnvironment:
+    os.environ.setdefault(PYTHON_WORKER_MODE, "process")
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(params))
     configure(env, params)
     return env
