@@ -19,6 +19,7 @@ from .pipeline import Infra, pipeline_env, read_topic, start_pipeline, stored
 TOTAL = 500
 QUOTA = 300  # requests the simulator answers before its quota is spent
 QUOTA_DELAY = 5  # seconds; the longer of pipeline_env's "1s,5s" tiers
+MAX_ATTEMPTS = 2
 
 
 def renew_quota(port: int) -> None:
@@ -38,9 +39,9 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
     env = pipeline_env(run, infra, sim.base_url) | {
         "QARUN_TRAFFIC__TOTAL": str(TOTAL),
         "QARUN_RETRY__QUOTA_DELAY_SECONDS": str(QUOTA_DELAY),
-        # Every deferral is a call: enough of them that the test, not the attempt cap,
-        # decides when the quota comes back.
-        "QARUN_RETRY__MAX_ATTEMPTS": "100",
+        # Quota refusals wait for the provider and do not count as failed calls: each
+        # refused question is refused more often than this before the quota comes back.
+        "QARUN_RETRY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
     }
     r = roles(env)
     start_pipeline(r, run, infra.kafka)
@@ -60,6 +61,9 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
     assert len(deferred()) == TOTAL - QUOTA
     assert stored(infra.postgres.dsn, run)["rows"] == QUOTA  # nothing answered past the quota
     assert sim.stats()["outcomes"]["ok"] == QUOTA
+    # More refusals than MAX_ATTEMPTS a question, and still no dead letter.
+    more = MAX_ATTEMPTS * (TOTAL - QUOTA)
+    wait_for(lambda: sim.stats()["outcomes"]["quota_429"] > more, 120, "repeated refusals", 2)
     assert read_topic(infra.kafka.bootstrap, topics.dlq) == []
 
     # Phase 2: the quota is renewed; the deferred questions come back and are answered.

@@ -10,13 +10,13 @@ import random
 import pytest
 from confluent_kafka import TopicPartition
 
-from qarun_core.messages import ErrorClass
+from qarun_core.messages import DeadLetterReason, ErrorClass, Question
 from qarun_core.topics import RetryTier
 from qarun_workers.concurrency import AdaptiveLimit
 from qarun_workers.generator import arrivals, in_burst, question_id, sequence
 from qarun_workers.kafka_io import OffsetTracker
 from qarun_workers.logs import RedactSecrets
-from qarun_workers.retry import retry_delay
+from qarun_workers.retry import give_up, retry_delay
 from qarun_workers.settings import RetrySettings, Settings, TrafficSettings
 
 
@@ -114,6 +114,30 @@ def test_backoff_is_exponential_with_jitter_and_quota_waits_long() -> None:
     assert all(30 <= d <= 60 for d in delays[5:])
     assert retry_delay(ErrorClass.OVERLOAD, 0, policy, 7.0, rng) == 7.0  # Retry-After wins
     assert retry_delay(ErrorClass.QUOTA, 0, policy, 0, rng) == 90
+
+
+def test_quota_refusals_wait_for_the_provider_not_against_max_attempts() -> None:
+    policy = RetrySettings(max_attempts=3, quota_delay_seconds=60, quota_max_wait_seconds=3600)
+    question = Question(run="r", question_id="q", title="t")
+    for _ in range(60):  # an hour of refusals: each one waits, none is a failed call
+        assert give_up(question, ErrorClass.QUOTA, "insufficient_quota", policy) is None
+        question = question.retried(quota=True)
+    assert question.failed_calls == 0
+    assert give_up(question, ErrorClass.QUOTA, "insufficient_quota", policy) == (
+        DeadLetterReason.RETRIES_EXHAUSTED,
+        "quota: insufficient_quota after 61 refusals",
+    )
+    # Overload still has its max_attempts calls, however long the quota wait was.
+    assert give_up(question, ErrorClass.OVERLOAD, "503", policy) is None
+    question = question.retried().retried()
+    assert give_up(question, ErrorClass.OVERLOAD, "503", policy) == (
+        DeadLetterReason.RETRIES_EXHAUSTED,
+        "overload: 503 after 3 calls",
+    )
+    assert give_up(question, ErrorClass.PERMANENT, "400", policy) == (
+        DeadLetterReason.PERMANENT_ERROR,
+        "permanent: 400 after 3 calls",
+    )
 
 
 @pytest.mark.parametrize("distribution", ["poisson", "constant", "bursty"])

@@ -142,6 +142,9 @@ class QuestionBody(Message):
     best_answer: str = ""  # the data set's reference answer that the scorer compares with
     row: int | None = None  # row in the data set, when the question came from one
     retries: int = Field(default=0, ge=0)
+    # Of those retries, the calls refused for quota: they wait for the provider and count
+    # against retry.quota.maxWaitSeconds, not against retry.maxAttempts.
+    quota_waits: int = Field(default=0, ge=0)
     history: tuple[ScoredAttempt, ...] = ()  # earlier scored attempts, oldest first
     feedback: str | None = None  # the scorer's note on the previous attempt
     first_sent_at: AwareDatetime = Field(default_factory=utcnow)
@@ -154,9 +157,17 @@ class QuestionBody(Message):
 class Question(QuestionBody):
     kind: Literal["question"] = "question"
 
-    def retried(self) -> Question:
-        """The same attempt once more, after a failed LLM call."""
-        return self.model_copy(update={"retries": self.retries + 1, "created_at": utcnow()})
+    def retried(self, *, quota: bool = False) -> Question:
+        """The same attempt once more, after a failed LLM call (`quota`: a quota refusal)."""
+        update = {"retries": self.retries + 1, "created_at": utcnow()}
+        if quota:
+            update["quota_waits"] = self.quota_waits + 1
+        return self.model_copy(update=update)
+
+    @property
+    def failed_calls(self) -> int:
+        """Calls of this attempt that failed for other reasons than quota."""
+        return self.retries - self.quota_waits
 
 
 class Answer(QuestionBody):
@@ -197,6 +208,7 @@ class Answer(QuestionBody):
         data |= {
             "attempt": self.attempt + 1,
             "retries": 0,
+            "quota_waits": 0,
             "history": (*self.history, scored),
             "feedback": scored.feedback,
             "created_at": utcnow(),

@@ -19,6 +19,7 @@ qarun_flink.params; groups nest with a double underscore for the workers):
     QARUN_LLM__COMPLETION_USD_PER_MILLION
     QARUN_RETRY__MAX_ATTEMPTS, QARUN_RETRY__OVERLOAD_BASE_SECONDS,
     QARUN_RETRY__OVERLOAD_MAX_SECONDS, QARUN_RETRY__QUOTA_DELAY_SECONDS,
+    QARUN_RETRY__QUOTA_MAX_WAIT_SECONDS,
     QARUN_RETRY__TIERS              e.g. "2s,10s,1m": the retry tier topics
     QARUN_BUDGET__MAX_TOKENS, QARUN_BUDGET__MAX_COST_USD
     QARUN_TRAFFIC__*                generator only: source, format, limit, distribution,
@@ -189,6 +190,7 @@ def _common_env(run: str, spec: QARunSpec, tiers: tuple[RetryTier, ...]) -> dict
         "QARUN_RETRY__OVERLOAD_BASE_SECONDS": str(retry.overload.base_delay_seconds),
         "QARUN_RETRY__OVERLOAD_MAX_SECONDS": str(retry.overload.max_delay_seconds),
         "QARUN_RETRY__QUOTA_DELAY_SECONDS": str(retry.quota.delay_seconds),
+        "QARUN_RETRY__QUOTA_MAX_WAIT_SECONDS": str(retry.quota.max_wait_seconds),
         "QARUN_RETRY__TIERS": ",".join(format_delay(t.delay_seconds) for t in tiers),
         "QARUN_BUDGET__MAX_TOKENS": str(spec.budget.max_tokens),
         "QARUN_BUDGET__MAX_COST_USD": _num(spec.budget.max_cost_usd),

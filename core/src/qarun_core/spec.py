@@ -352,6 +352,13 @@ class QuotaRetry(Model):
     """Deferred retry when the provider's quota is exhausted."""
 
     delay_seconds: int = Field(default=60, ge=1, le=86400, description="Delay of each retry.")
+    max_wait_seconds: int = Field(
+        default=86400,
+        ge=1,
+        le=30 * 86400,
+        description="How long a question may wait for quota (delaySeconds per refusal) "
+        "before the dead-letter topic. Quota refusals do not count toward maxAttempts.",
+    )
 
 
 class RetrySpec(Model):
@@ -361,7 +368,8 @@ class RetrySpec(Model):
         default=3,
         ge=1,
         le=20,
-        description="LLM calls per generation, the first included; then the dead-letter topic.",
+        description="LLM calls per generation, the first included, quota refusals not "
+        "counted; then the dead-letter topic.",
     )
     overload: OverloadRetry = Field(
         default_factory=OverloadRetry, description=OverloadRetry.__doc__

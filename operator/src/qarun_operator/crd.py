@@ -1,7 +1,7 @@
 """The QARun CustomResourceDefinition, generated from the pydantic models in qarun_core.spec.
 
-`python -m qarun_operator.crd [PATH]` writes it (default: stdout); the committed copies in
-charts/qarun-operator/crds/ and k8s/crd.yaml are checked against this output by a test.
+`python -m qarun_operator.crd [PATH]` writes it (default: stdout); the committed copy in
+charts/qarun-operator/crds/ is checked against this output by a test.
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a structural OpenAPI v3 schema:
 every $ref is inlined, `Optional[X]` becomes X with `nullable`, numeric

@@ -51,7 +51,7 @@ from qarun_workers.kafka_io import (
 )
 from qarun_workers.limits import Budget, FleetLimiter, Usage
 from qarun_workers.llm_client import Completion, Failure, ask, estimate_tokens, make_client, prompt
-from qarun_workers.retry import retry_delay
+from qarun_workers.retry import give_up, retry_delay
 from qarun_workers.runtime import run_async
 from qarun_workers.settings import Settings
 
@@ -239,24 +239,17 @@ class LLMWorker:
     def _failed(self, msg: Message, question: Question, failure: Failure) -> None:
         if failure.error != ErrorClass.PERMANENT:
             self.limit.overload()
-        calls = question.retries + 1
-        if failure.error == ErrorClass.PERMANENT or calls >= self.s.retry.max_attempts:
-            reason = (
-                DeadLetterReason.PERMANENT_ERROR
-                if failure.error == ErrorClass.PERMANENT
-                else DeadLetterReason.RETRIES_EXHAUSTED
-            )
-            self._dead(
-                msg, question, reason, f"{failure.error}: {failure.reason} after {calls} calls"
-            )
+        verdict = give_up(question, failure.error, failure.reason, self.s.retry)
+        if verdict is not None:
+            self._dead(msg, question, *verdict)
             return
         delay = retry_delay(
-            failure.error, question.retries, self.s.retry, failure.retry_after, self.rng
+            failure.error, question.failed_calls, self.s.retry, failure.retry_after, self.rng
         )
         headers = RetryHeaders(
             due_ms=int((time.time() + delay) * 1000), error=failure.error, reason=failure.reason
         )
-        again = question.retried()
+        again = question.retried(quota=failure.error == ErrorClass.QUOTA)
         self.counters.retried += 1
         self.metrics.retries.inc()
         self.producer.produce(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from qarun_core.messages import ErrorClass, RetryHeaders
+from qarun_core.messages import DeadLetterReason, ErrorClass, Question, RetryHeaders
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
     Delivery,
@@ -42,6 +42,25 @@ def retry_delay(
         cap = min(policy.overload_max_seconds, policy.overload_base_seconds * 2**retries)
         delay = rng.uniform(cap / 2, cap)  # "equal jitter": spread, but never near zero
     return max(delay, retry_after)
+
+
+def give_up(
+    question: Question, error: ErrorClass, reason: str, policy: RetrySettings
+) -> tuple[DeadLetterReason, str] | None:
+    """Why this failed call ends the question in the dead-letter topic; None to retry.
+
+    A quota refusal says nothing about the question, only that the provider wants us to
+    wait: it is bounded by the time waited (quota_max_wait_seconds), not max_attempts."""
+    if error == ErrorClass.QUOTA:
+        waits = question.quota_waits + 1
+        if waits * policy.quota_delay_seconds <= policy.quota_max_wait_seconds:
+            return None
+        return DeadLetterReason.RETRIES_EXHAUSTED, f"{error}: {reason} after {waits} refusals"
+    calls = question.failed_calls + 1
+    detail = f"{error}: {reason} after {calls} calls"
+    if error == ErrorClass.PERMANENT:
+        return DeadLetterReason.PERMANENT_ERROR, detail
+    return (DeadLetterReason.RETRIES_EXHAUSTED, detail) if calls >= policy.max_attempts else None
 
 
 class RetryConsumer:

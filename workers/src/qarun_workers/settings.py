@@ -48,10 +48,11 @@ class LLMSettings(BaseModel):
 
 
 class RetrySettings(BaseModel):
-    max_attempts: int = Field(default=3, ge=1)  # LLM calls per attempt, the first included
+    max_attempts: int = Field(default=3, ge=1)  # LLM calls per attempt, not counting quota
     overload_base_seconds: float = Field(default=2.0, gt=0)
     overload_max_seconds: float = Field(default=60.0, gt=0)
     quota_delay_seconds: float = Field(default=60.0, gt=0)
+    quota_max_wait_seconds: float = Field(default=86400.0, gt=0)  # then the dead-letter topic
     tiers: Annotated[tuple[RetryTier, ...], NoDecode] = DEFAULT_TIERS  # "2s,10s,1m,5m"
 
     @field_validator("tiers", mode="before")
