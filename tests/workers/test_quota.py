@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from qarun_core.messages import ErrorClass, RetryHeaders
 from qarun_core.topics import tier_for
+from qarun_devstack.process import free_port
 from qarun_workers.settings import RetrySettings, Settings
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
 from .forwarding import Forwarder
 from .pipeline import Infra, pipeline_env, read_topic, start_pipeline, stored
+from .scrape import scrape, value
 
 TOTAL = 500
 QUOTA = 300  # requests the simulator answers before its quota is spent
@@ -36,12 +38,14 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
 ) -> None:
     sim = simulator("--latency", "0.01", "--quota-after", str(QUOTA))
     run = unique_run()
+    metrics_port = free_port()
     env = pipeline_env(run, infra, sim.base_url) | {
         "QARUN_TRAFFIC__TOTAL": str(TOTAL),
         "QARUN_RETRY__QUOTA_DELAY_SECONDS": str(QUOTA_DELAY),
         # Quota refusals wait for the provider and do not count as failed calls: each
         # refused question is refused more often than this before the quota comes back.
         "QARUN_RETRY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "QARUN_METRICS__PORT": str(metrics_port),
     }
     r = roles(env)
     start_pipeline(r, run, infra.kafka)
@@ -61,10 +65,13 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
     assert len(deferred()) == TOTAL - QUOTA
     assert stored(infra.postgres.dsn, run)["rows"] == QUOTA  # nothing answered past the quota
     assert sim.stats()["outcomes"]["ok"] == QUOTA
+    limit = value(scrape(metrics_port), "qarun_worker_concurrency_limit", run)
     # More refusals than MAX_ATTEMPTS a question, and still no dead letter.
     more = MAX_ATTEMPTS * (TOTAL - QUOTA)
     wait_for(lambda: sim.stats()["outcomes"]["quota_429"] > more, 120, "repeated refusals", 2)
     assert read_topic(infra.kafka.bootstrap, topics.dlq) == []
+    # Nor did the refusals cut the concurrency limit: they are no overload signal.
+    assert value(scrape(metrics_port), "qarun_worker_concurrency_limit", run) == limit > 0
 
     # Phase 2: the quota is renewed; the deferred questions come back and are answered.
     renew_quota(sim.port)

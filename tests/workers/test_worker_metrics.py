@@ -4,10 +4,7 @@ with what the simulator answered and with the answers on the answers topic."""
 from __future__ import annotations
 
 import math
-import urllib.request
 from collections.abc import Callable
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from qarun_core.messages import Answer
 from qarun_devstack.process import free_port, port_open
@@ -16,24 +13,9 @@ from qarun_workers.settings import MetricsSettings
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
 from .pipeline import Infra, pipeline_env, read_topic, start_pipeline
+from .scrape import scrape, value
 
 TOTAL = 300
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("qarun_worker_")
-    }
-
-
-def value(samples: Samples, name: str, run: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted({"run": run, **labels}.items()))), 0.0)
 
 
 def test_worker_metrics_count_what_was_answered(

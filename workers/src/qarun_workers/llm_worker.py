@@ -237,7 +237,9 @@ class LLMWorker:
         )
 
     def _failed(self, msg: Message, question: Question, failure: Failure) -> None:
-        if failure.error != ErrorClass.PERMANENT:
+        if failure.error == ErrorClass.OVERLOAD:
+            # Only overload says we send too much; a quota refusal comes at any rate, and
+            # cutting for it would leave the limit at its minimum when the quota returns.
             self.limit.overload()
         verdict = give_up(question, failure.error, failure.reason, self.s.retry)
         if verdict is not None:
