@@ -118,9 +118,12 @@ def by_question(results: list[dict[str, object]]) -> dict[str, list[dict[str, ob
     return grouped
 
 
-def test_the_job_writes_its_ready_file_once_running(routing_run: RoutingRun) -> None:
-    # The local runner starts the generator only once this file exists.
-    assert re.fullmatch(r"[0-9a-f]{32}\n", routing_run.ready)
+def test_the_job_writes_its_ready_file_once_every_task_runs(routing_run: RoutingRun) -> None:
+    # The local runner starts the generator only once this file exists: when every task,
+    # and so every Python worker, runs (the job alone reports RUNNING earlier).
+    ready = re.fullmatch(r"[0-9a-f]{32}\n(\d+) tasks running\n", routing_run.ready)
+    assert ready is not None, routing_run.ready
+    assert int(ready[1]) >= 2 * 3  # parallelism 2; read and score, route, metrics window
 
 
 def test_answer_at_threshold_is_validated_on_first_attempt(routing_run: RoutingRun) -> None:

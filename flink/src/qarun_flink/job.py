@@ -43,8 +43,10 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -599,9 +601,13 @@ def _sql(text: str) -> str:
 PYTHON_WORKER_MODE = "_python_worker_execution_mode"
 
 
-def environment(params: JobParams) -> StreamExecutionEnvironment:
+def environment(params: JobParams, rest_port: int = 0) -> StreamExecutionEnvironment:
+    """`rest_port`: where a local MiniCluster serves its REST API (0: Flink's choice)."""
     os.environ.setdefault(PYTHON_WORKER_MODE, "process")
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(params))
+    config = flink_configuration(params)
+    if rest_port:
+        config.set_string("rest.bind-port", str(rest_port))
+    env = StreamExecutionEnvironment.get_execution_environment(config)
     configure(env, params)
     return env
 
@@ -613,7 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParamError as error:
         print(f"qarun-flink: {error}", file=sys.stderr)
         return 2
-    env = environment(params)
+    rest_port = free_port() if params.ready_file else 0
+    env = environment(params, rest_port)
     build_job(env, params)
     log.info(
         "submitting qarun-scoring-%s: scorer=%s threshold=%s max_attempts=%s parallelism=%s",
@@ -625,21 +632,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     job = env.execute_async(f"qarun-scoring-{params.run}")
     if params.ready_file:
-        announce_running(job, Path(params.ready_file))
+        announce_running(job, Path(params.ready_file), rest_port)
     job.get_job_execution_result().result()
     return 0
 
 
-def announce_running(job: JobClient, ready_file: Path) -> None:
-    """Write `ready_file` once the job runs (a local runner holds the generator back
-    until then: questions sent earlier only queue, and the backlog makes a burst)."""
-    while (status := job.get_job_status().result()) is not JobStatus.RUNNING:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def announce_running(job: JobClient, ready_file: Path, rest_port: int) -> None:
+    """Write `ready_file` once every task of the job runs (a local runner holds the
+    generator back until then: questions sent earlier only queue, and the backlog makes
+    a burst). A task runs once its operators are open, i.e. its Python worker is up: the
+    job itself reports RUNNING before that, 18 s before on a slow host."""
+    url = f"http://127.0.0.1:{rest_port}/jobs/{job.get_job_id()}"
+    while True:
+        status = job.get_job_status().result()
         if status.is_globally_terminal_state():
             return  # the job's result says why
+        if status is JobStatus.RUNNING and (tasks := running_tasks(url)) is not None:
+            break
         time.sleep(0.2)
     partial = ready_file.with_suffix(".partial")
-    partial.write_text(f"{job.get_job_id()}\n")
+    partial.write_text(f"{job.get_job_id()}\n{tasks} tasks running\n")
     partial.replace(ready_file)
+
+
+def running_tasks(url: str) -> int | None:
+    """How many tasks the job has when all of them run (Flink's REST API); else None."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our cluster
+            vertices = json.load(response)["vertices"]
+    except OSError:
+        return None  # the REST endpoint is not up yet
+    if not vertices or any(v["tasks"].get("RUNNING", 0) != v["parallelism"] for v in vertices):
+        return None
+    return sum(int(v["parallelism"]) for v in vertices)
 
 
 if __name__ == "__main__":
