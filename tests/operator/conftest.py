@@ -5,6 +5,7 @@ ServiceAccount, so every acceptance test also proves that the RBAC is enough."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,12 @@ from qarun_devstack.kube import KubeCluster
 def qarun_crd(kube: KubeCluster) -> KubeCluster:
     kube.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
     kube.kubectl("wait", "--for=condition=Established", "crd/qaruns.qarun.io", "--timeout=60s")
+    # The API server publishes the CRD's OpenAPI schema (what `kubectl explain` and
+    # server-side validation messages read) a moment after it is established.
+    deadline = time.monotonic() + 60
+    while kube.kubectl("explain", "qarun", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the QARun schema was not published in 60 s"
+        time.sleep(0.5)
     return kube
 
 

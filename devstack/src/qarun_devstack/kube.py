@@ -13,6 +13,7 @@ import os
 import secrets
 import ssl
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,7 +285,18 @@ class KubeCluster:
                 "Flink-operator charts (default ../shared/upstream)",
             )
             self.kubectl("apply", "--server-side", "-f", str(crds))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self._wait_established()
+
+    def _wait_established(self, timeout: float = 60) -> None:
+        """Wait until every CRD is served. `kubectl wait` fails at once, instead of
+        waiting, on a CRD whose status has no conditions yet (".status.conditions
+        accessor error", seen in CI on a slow host): ask again until the deadline."""
+        wait = ("wait", "--for=condition=Established", "crd", "--all", f"--timeout={timeout:.0f}s")
+        deadline = time.monotonic() + timeout
+        while (done := self.kubectl(*wait, check=False)).returncode != 0:
+            if "accessor error" not in done.stderr or time.monotonic() > deadline:
+                raise ServiceError(f"kubectl {' '.join(wait)} failed:\n{done.stderr[-4000:]}")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         for service in reversed(self.services):
