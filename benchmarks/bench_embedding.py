@@ -12,7 +12,8 @@ The machine's 2 cores are shared, so wall-clock rates swing with other work: eac
 variant runs in its own process, variants take turns round by round, and every result
 carries process CPU-seconds per record (user + sys, all threads) and the load average.
 GFLOP/s counts the model's useful multiply-adds (real tokens, padding excluded), and
-`sgemm_gflops_1_thread` is numpy's float32 matmul on one core: the practical fp32 peak.
+the machine's `host_speed.sgemm_gflops_1_thread` (machine.py) is numpy's float32 matmul
+on one core: the practical fp32 peak.
 
     .venv/bin/python benchmarks/bench_embedding.py [--backends int8,onnx,numpy]
         [--threads 1,2] [--rounds 2] [--out benchmarks/results/embedding.json]
@@ -110,24 +111,6 @@ def measure(backend: str, threads: int, mode: str, args: argparse.Namespace) -> 
     }
 
 
-def sgemm_gflops() -> float:
-    """numpy float32 matmul of the model's largest shape, one thread (set by the parent)."""
-    import numpy as np  # noqa: PLC0415
-
-    a = np.random.default_rng(0).random((1024, HIDDEN), dtype=np.float32)
-    b = np.random.default_rng(1).random((HIDDEN, INTERMEDIATE), dtype=np.float32)
-    a @ b
-    best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(20):
-            a @ b
-        best = max(
-            best, 20 * 2 * a.shape[0] * HIDDEN * INTERMEDIATE / (time.perf_counter() - start)
-        )
-    return round(best / 1e9, 1)
-
-
 def child(argv: list[str], threads: int) -> Any:
     # BLAS reads its thread count at import: each variant gets its own process.
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
@@ -151,10 +134,7 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         backend, threads, mode = args.child.split(":")
-        result = (
-            sgemm_gflops() if backend == "sgemm" else measure(backend, int(threads), mode, args)
-        )
-        print(json.dumps(result))
+        print(json.dumps(measure(backend, int(threads), mode, args)))
         return
     common = ["--pairs", str(args.pairs), "--chunk", str(args.chunk)]
     common += ["--batch-size", str(args.batch_size)]
@@ -177,7 +157,6 @@ def main() -> None:
         "chunk": args.chunk,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
-        "sgemm_gflops_1_thread": child(["--child", "sgemm:1:-"], 1),
         "results": results,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "machine": describe(),
