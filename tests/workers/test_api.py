@@ -107,6 +107,17 @@ def check_endpoints(port: int, run: str) -> None:
     assert status == 422
     assert ["body", "title"] in [e["loc"] for e in bad["detail"]]
 
+    status, unknown = call(port, "POST", "/query", {"title": "Why?", "run": "no-such-run"})
+    assert status == 404
+    assert "no-such-run" in unknown["detail"]
+    status, bad = call(port, "POST", "/query", {"title": "a\u0000b", "run": run})
+    assert status == 422  # PostgreSQL text cannot hold NUL: refused before the pipeline
+    assert ["body", "title"] in [e["loc"] for e in bad["detail"]]
+    status, bad = call(port, "GET", f"/runs/{run}/results?offset={2**63}")
+    assert status == 422
+    assert ["query", "offset"] in [e["loc"] for e in bad["detail"]]
+    assert call(port, "GET", "/runs/no-such-run/results")[0] == 404
+
     status, summary = call(port, "GET", f"/runs/{run}/summary")
     assert status == 200
     parsed = RunSummary.model_validate(summary)  # what the operator and the CLI read

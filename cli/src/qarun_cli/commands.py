@@ -161,7 +161,7 @@ def dlq(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run)
     live = run_dir.live()
     if live is not None:
-        letters = deadletters.read_topic(live.kafka, RunTopics(args.run).dlq)
+        letters = deadletters.read_dead_letters(live.kafka, RunTopics(args.run).dlq)
     else:
         try:
             text = run_dir.dead_letters.read_text()
@@ -193,7 +193,7 @@ def replay(args: argparse.Namespace) -> int:
                 "(Ctrl-C), replay --exhausted, then run it again",
                 code=2,
             )
-        letters = deadletters.read_topic(live.kafka, RunTopics(args.run).dlq)
+        letters = deadletters.read_dead_letters(live.kafka, RunTopics(args.run).dlq)
         questions = [q for q in map(deadletters.replayable, letters) if q is not None]
         unique = list({q.question_id: q for q in questions}.values())
         sent = deadletters.publish(live.kafka, RunTopics(args.run).questions, unique)

@@ -380,10 +380,10 @@ class LocalRunner:
         tmp.replace(self.dir.path / "status.json")
 
     def _save_dead_letters(self, stack: LocalStack, plan: local.LocalPlan) -> None:
-        from qarun_cli.deadletters import read_topic  # noqa: PLC0415 - only at the end
+        from qarun_cli.deadletters import read_dead_letters  # noqa: PLC0415 - only at the end
 
         with contextlib.suppress(Exception):
-            letters = read_topic(stack.kafka.bootstrap, plan.topics_of_run.dlq)
+            letters = read_dead_letters(stack.kafka.bootstrap, plan.topics_of_run.dlq)
             self.dir.dead_letters.write_text("".join(json.dumps(d) + "\n" for d in letters))
 
     def _serve(self) -> None:
