@@ -51,15 +51,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+log = logging.getLogger(__name__)
+
 MIN_WINDOW_SECONDS = 0.05
 MIN_WINDOW_CALLS = 10
 TOLERANCE_AVERAGING = 0.1  # per window
-BASELINE_DRIFT = 1.002  # per window: the baseline creeps up so a slower provider is followed
+BASELINE_FALL = 0.5  # per window, toward a lower window mean latency
+BASELINE_RISE = 0.01  # per window within the tolerance, toward a higher one
+LATENCY_TOLERANCE = 1.3  # a window mean latency this far above the baseline is queueing
 SIGMAS = 3.0
 SPARE_ERRORS = 3.0  # errors above the 3-sigma line before a window counts as overloaded
 
@@ -120,7 +125,8 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.round_trip = 0.0  # seconds, smoothed over successes; 0 = none seen yet
-        self.baseline = math.inf  # the least window mean latency, drifting up
+        self.baseline = math.inf  # about the least window mean latency
+        self.slow_windows = 0  # windows in a row above the latency tolerance
         self.tolerance = 0.0  # the error fraction known not to depend on load
         self.cuts = 0
         self.window = Window(clock())
@@ -203,26 +209,42 @@ class AdaptiveLimit:
             self._judge(now, self.probe, w)
             return
         if self._queueing(w):
-            self._cut(now, None)
             return
         self.tolerance += TOLERANCE_AVERAGING * (w.error_fraction - self.tolerance)
         if w.busiest * 2 >= self.limit:
             self._grow()
 
     def _queueing(self, w: Window) -> bool:
+        """Two windows in a row with a mean latency well above the baseline: calls wait
+        in a queue at the provider. (One alone may be the host's own hiccup.)"""
         if w.ok == 0:
             return False
         mean = w.latency_sum / w.ok
-        if mean < self.baseline:
+        if not math.isfinite(self.baseline):
             self.baseline = mean
+        if mean > LATENCY_TOLERANCE * self.baseline:
+            self.slow_windows += 1
+            if self.slow_windows >= 2:
+                self.slow_windows = 0
+                self._cut(self.clock(), None)
+                return True
             return False
-        self.baseline *= BASELINE_DRIFT
-        queued = w.busiest * (1 - self.baseline / mean)
-        return queued > 0.1 * self.limit + 2
+        self.slow_windows = 0
+        rate = BASELINE_FALL if mean < self.baseline else BASELINE_RISE
+        self.baseline += rate * (mean - self.baseline)
+        return False
 
     def _judge(self, now: float, probe: Probe, after: Window) -> None:
-        """The round trip after an error cut: did the cut bring the errors down?"""
+        """The round trip after a cut: did it bring the errors (or the latency) down?"""
         self.probe = None
+        log.debug(
+            "judging the cut from %.1f: %d/%d errors, goodput %.1f/s (before %.1f/s)",
+            probe.limit_before,
+            after.errors,
+            after.calls,
+            self.goodput,
+            probe.goodput,
+        )
         if not excess_errors(after.errors, after.calls, self.tolerance):
             return  # back to normal: the cut was right
         if self.goodput >= probe.goodput * (1 - (1 - self.decrease) / 2):
@@ -234,9 +256,22 @@ class AdaptiveLimit:
         # come from load, and a lower limit only loses goodput. Undo the cut.
         self.limit, self.threshold = probe.limit_before, probe.threshold_before
         self.tolerance = max(self.tolerance, after.error_fraction)
+        log.info(
+            "errors that do not fall with the limit: %.0f %% tolerated, limit back to %.0f",
+            self.tolerance * 100,
+            self.limit,
+        )
         self._room_changed()
 
     def _cut(self, now: float, probe: Probe | None) -> None:
+        log.debug(
+            "cut %.1f: %d/%d errors in the window, tolerance %.2f, %s",
+            self.limit,
+            self.window.errors,
+            self.window.calls,
+            self.tolerance,
+            "errors" if probe else "latency",
+        )
         self.cuts += 1
         self.limit = max(float(self.minimum), self.limit * self.decrease)
         self.threshold = self.limit

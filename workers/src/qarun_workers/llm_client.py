@@ -62,13 +62,14 @@ class Pacing:
         return self != NO_PACING
 
     def wait(self) -> float:
-        """Seconds until the provider takes a request again: Retry-After, else the reset
-        of whichever limit is used up."""
+        """Seconds until the provider takes a request again: Retry-After, else for a used-up
+        limit the time one request takes to come back (the reset is until it is whole)."""
         if self.retry_after > 0:
             return self.retry_after
         waits = [0.0]
         if self.remaining_requests == 0:
-            waits.append(self.reset_requests)
+            one = 60 / self.limit_requests if self.limit_requests else self.reset_requests
+            waits.append(min(one, self.reset_requests or one))
         if self.remaining_tokens == 0:
             waits.append(self.reset_tokens)
         return max(waits)
