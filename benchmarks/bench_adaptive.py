@@ -183,10 +183,12 @@ class Bench:
         seconds = last["clock"] - first["clock"]
         ok = last["outcomes"].get("ok", 0) - first["outcomes"].get("ok", 0)
         calls = last["requests"] - first["requests"]
+        in_flight = (last["in_flight_seconds"] - first["in_flight_seconds"]) / seconds
         return {
             "offered_per_s": a.rate,
             "answered_per_s": round(ok / seconds, 1),
             "calls_per_s": round(calls / seconds, 1),
+            "mean_in_flight": round(in_flight, 1),
             "concurrency_limit_at_end": limit,
             "outcomes": last["outcomes"],
         }
