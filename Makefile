@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-local test lint demo bench bench-infra bench-worker bench-flink bench-embedding bench-e2e clean-cache
+.PHONY: help setup setup-local test lint demo bench bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e clean-cache
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,13 +30,16 @@ test: setup lint ## everything CI runs: set-up, lint, the whole test suite on re
 demo: setup-local ## run k8s/qarun.yaml end to end on this machine (1,000 questions), then the report and dashboard
 	$(VENV)/qarun run -f k8s/qarun.yaml --local --total 1000 $(DEMO_ARGS)
 
-bench: setup bench-infra bench-worker bench-flink bench-embedding bench-e2e ## all benchmarks; results in benchmarks/results/
+bench: setup bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e ## all benchmarks; results in benchmarks/results/
 
 bench-infra: setup ## start-up times and Kafka round-trip throughput of the local infrastructure
 	$(VENV)/python benchmarks/bench_infra.py
 
 bench-worker: setup-local ## one LLM worker vs the simulator, beside the plain-client baseline and raw aiohttp
 	$(VENV)/python benchmarks/bench_worker.py
+
+bench-adaptive: setup-local ## the concurrency controller under random faults, a capacity and an RPM limit (0.5 s latency)
+	$(VENV)/python benchmarks/bench_adaptive.py $(BENCH_ARGS)
 
 bench-flink: setup-local ## records/s through the scoring job, lexical and embedding, Kafka in and out
 	$(VENV)/python benchmarks/bench_flink.py

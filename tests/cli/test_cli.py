@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 from qarun_cli.errors import CLIError
 from qarun_cli.main import main
 from qarun_cli.runner import parse_faults
+from qarun_cli.sim_options import CAPACITY_MODES, parse_limits
+from qarun_workers.provider_limits import CAPACITY_MODES as PROVIDER_CAPACITY_MODES
+from qarun_workers.simulator import parse_args
 
 QARUN = [sys.executable, "-m", "qarun_cli.main"]
 COMMANDS = {
@@ -135,6 +139,24 @@ def test_fault_option_is_checked() -> None:
         parse_faults("418=0.1")
     with pytest.raises(CLIError, match=r"0\.\.1"):
         parse_faults("429=2")
+
+
+def test_simulator_limits_option_is_checked() -> None:
+    assert parse_limits("capacity=200,mode=slow,rpm=3000,tpm=90000") == {
+        "--capacity": "200",
+        "--capacity-mode": "slow",
+        "--rpm-limit": "3000",
+        "--tpm-limit": "90000",
+    }
+    with pytest.raises(CLIError, match="NAME=VALUE"):
+        parse_limits("burst=3")
+    with pytest.raises(CLIError, match="mode must be one of"):
+        parse_limits("mode=fast")
+    with pytest.raises(CLIError, match="whole number"):
+        parse_limits("rpm=1.5")
+    assert CAPACITY_MODES == PROVIDER_CAPACITY_MODES  # the CLI checks what the simulator takes
+    simulator_flags = parse_args([*itertools.chain(*parse_limits("capacity=2,rpm=60").items())])
+    assert (simulator_flags.capacity, simulator_flags.rpm_limit) == (2, 60)
 
 
 def test_commands_on_unknown_run(

@@ -1,5 +1,5 @@
-"""Fleet-wide limits in Redis: four workers share one requests-per-minute limit, and a
-token budget stops the run."""
+"""Fleet-wide limits in Redis: four workers share one requests-per-minute limit (set, or
+learned from the provider's headers), and a token budget stops the run."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def test_four_workers_share_600_requests_per_minute(
     assert stats["requests"] >= wanted
     assert stats["max_per_minute"] <= RPM * 1.01
     assert "limit_429" not in stats["outcomes"]
+
+
+def test_workers_learn_the_providers_limit_from_its_headers(
+    infra: Infra, simulator: SimFactory, roles: Callable[[dict[str, str]], Roles]
+) -> None:
+    # No limit configured: the simulator's x-ratelimit-limit-requests is all they know.
+    rpm = 1200
+    sim = simulator("--latency", "0.05", "--rpm-limit", str(rpm), "--burst-seconds", "5")
+    run = unique_run()
+    env = pipeline_env(run, infra, sim.base_url) | {"QARUN_TRAFFIC__TOTAL": "2000"}
+    r = roles(env)
+    ensure_and_start_workers(r, run, infra, workers=2)
+    # Past the simulator's burst (100 requests) and well into pacing.
+    wait_for(lambda: sim.stats()["requests"] >= 300, 180, "300 requests", every=1)
+    first = sim.stats()
+    time.sleep(20)
+    last = sim.stats()
+    taken = (last["requests"] - first["requests"]) - (
+        last["outcomes"].get("limit_429", 0) - first["outcomes"].get("limit_429", 0)
+    )
+    per_minute = taken / (last["clock"] - first["clock"]) * 60
+    assert 0.9 * rpm <= per_minute <= 1.02 * rpm, per_minute
+    # Two workers with 32 calls each in flight would ask 1,280 a second unpaced.
+    assert last["outcomes"].get("limit_429", 0) <= 0.02 * last["requests"], last["outcomes"]
 
 
 def test_token_budget_stops_sending(

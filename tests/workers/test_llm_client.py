@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from qarun_core.messages import ErrorClass, Question
-from qarun_workers.llm_client import Completion, Failure, ask, make_client, prompt
+from qarun_workers.llm_client import Completion, Failure, ask, duration, make_client, prompt
 from qarun_workers.settings import LLMSettings
 
 from .conftest import SimFactory
@@ -83,3 +83,56 @@ def test_wrong_key_is_permanent_and_right_key_works(simulator: SimFactory) -> No
     assert isinstance(wrong, Failure)
     assert wrong.error == ErrorClass.PERMANENT
     assert isinstance(right, Completion)
+
+
+def test_rate_limit_headers_are_read_and_a_paced_429_is_no_overload(
+    simulator: SimFactory,
+) -> None:
+    # 60 a minute with a bucket of one second's worth: the second call comes too soon.
+    sim = simulator("--latency", "0", "--rpm-limit", "60", "--tpm-limit", "600000",
+                    "--burst-seconds", "1")  # fmt: skip
+    first = asyncio.run(call(sim.base_url))
+    second = asyncio.run(call(sim.base_url))
+    assert isinstance(first, Completion)
+    assert first.pacing.limit_requests == 60
+    assert first.pacing.limit_tokens == 600_000
+    assert first.pacing.remaining_requests == 0
+    assert 0 < first.pacing.reset_requests <= 1
+    assert isinstance(second, Failure)
+    assert second.error == ErrorClass.OVERLOAD
+    assert second.reason == "429 rate_limit_exceeded"
+    assert second.paced
+    assert 0 < second.retry_after <= 1  # from retry-after-ms: when one request fits again
+    assert sim.stats()["outcomes"] == {"ok": 1, "limit_429": 1}
+
+
+def test_a_429_without_headers_is_not_paced(simulator: SimFactory) -> None:
+    sim = simulator("--latency", "0", "--rate-429", "1")
+    outcome = asyncio.run(call(sim.base_url))
+    assert isinstance(outcome, Failure)
+    assert outcome.error == ErrorClass.OVERLOAD
+    assert not outcome.paced
+    assert outcome.retry_after == 0
+
+
+def test_capacity_refusals_carry_no_pacing(simulator: SimFactory) -> None:
+    sim = simulator("--latency", "1", "--capacity", "2")
+
+    async def three() -> list[Completion | Failure]:
+        return list(await asyncio.gather(*(call(sim.base_url) for _ in range(3))))
+
+    outcomes = asyncio.run(three())
+    refused = [o for o in outcomes if isinstance(o, Failure)]
+    assert len(refused) == 1
+    assert refused[0].reason.startswith("503")
+    assert not refused[0].paced
+    assert refused[0].latency_s < 0.5  # refused at the door, not after the work
+    assert sim.stats()["outcomes"] == {"ok": 2, "capacity_503": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("20ms", 0.02), ("1.5s", 1.5), ("6m0s", 360.0), ("1h2m3s", 3723.0), ("2", 2.0), ("", 0.0)],
+)
+def test_reset_durations(text: str, seconds: float) -> None:
+    assert duration(text) == pytest.approx(seconds)

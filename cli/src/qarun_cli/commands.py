@@ -60,6 +60,7 @@ def database(run_dir: RunDir) -> Iterator[str]:
 
 def run(args: argparse.Namespace) -> int:
     from qarun_cli.runner import LocalRunner, Options, parse_faults  # noqa: PLC0415
+    from qarun_cli.sim_options import parse_limits  # noqa: PLC0415
     from qarun_cli.specfile import load  # noqa: PLC0415
 
     specfile = load(args.file)
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         llm_base_url=args.llm_base_url or "",
         sim_latency=args.sim_latency,
         sim_faults=parse_faults(args.sim_faults),
+        sim_limits=parse_limits(args.sim_limits),
         serve=args.serve,
         timeout=args.timeout,
         fresh=args.fresh,

@@ -150,6 +150,7 @@ class LocalPlan:
         llm_base_url: str = "",
         sim_latency: float | None = None,
         sim_faults: dict[str, float] | None = None,
+        sim_limits: dict[str, str] | None = None,
         checkpoints: Path,
         replicas: int | None = None,
     ) -> LocalPlan:
@@ -166,6 +167,8 @@ class LocalPlan:
                 args += ["--latency", str(sim_latency)]
             for name, rate in (sim_faults or {}).items():
                 args += [f"--rate-{name}", str(rate)]
+            for flag, value in (sim_limits or {}).items():
+                args += [flag, value]
             components.append(Component("llm-sim", module_argv("qarun_workers.simulator", *args)))
             wait_ready["llm-sim"] = listening(port)
         elif not base_url:

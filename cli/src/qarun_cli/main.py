@@ -85,6 +85,13 @@ def parser() -> argparse.ArgumentParser:
         help="simulator: fault rates such as 429=0.3,503=0.1,timeout=0.01",
     )
     run.add_argument(
+        "--sim-limits",
+        default="",
+        help="simulator: the provider's limits, such as capacity=200,mode=503,rpm=3000 "
+        "(requests worked on at once, refused with 503 or 429 or queued (mode=slow) beyond "
+        "them; requests and tokens (tpm=) a minute, answered with rate-limit headers)",
+    )
+    run.add_argument(
         "--serve",
         action="store_true",
         help="when the run is done, keep the API and dashboard up until Ctrl-C",

@@ -58,6 +58,7 @@ class Options:
     llm_base_url: str = ""  # a real endpoint; empty = start the simulator
     sim_latency: float | None = None
     sim_faults: dict[str, float] = field(default_factory=dict)
+    sim_limits: dict[str, str] = field(default_factory=dict)  # simulator flag -> value
     serve: bool = False
     timeout: float = 0.0
     fresh: bool = False
@@ -235,6 +236,7 @@ class LocalRunner:
             llm_base_url=self.options.llm_base_url,
             sim_latency=self.options.sim_latency,
             sim_faults=self.options.sim_faults,
+            sim_limits=self.options.sim_limits,
             checkpoints=self.checkpoints,
             replicas=self.dir.wanted_replicas(),
         )

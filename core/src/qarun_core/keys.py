@@ -53,7 +53,8 @@ def budget_key(run: str) -> str:
 
 
 def limit_key(run: str, name: str) -> str:
-    """A fleet-wide rate bucket, name `rpm` or `tpm`."""
+    """A fleet-wide rate bucket, name `rpm` or `tpm`; `hold` is the pause a provider's
+    Retry-After asked of the whole fleet."""
     return redis_key(run, "limit", name)
 
 

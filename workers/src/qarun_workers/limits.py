@@ -15,6 +15,15 @@ real usage alone, the reason is recorded under the run's budget key and no new
 request is sent. Spending stays within the budget as long as estimates are upper
 bounds (prompt characters / 3 + max_tokens).
 
+The provider's own limits are learned from its headers (`qarun_workers.llm_client.
+Pacing`): `x-ratelimit-limit-requests/-tokens` become the buckets' limits when lower
+than the configured ones (or when none is configured), and a 429 that says when to
+come back (Retry-After, or a used-up `x-ratelimit-remaining-*` with its reset) holds
+every worker of the run until then, in one Redis key. The fleet thus paces by rate
+and the concurrency limit is left to overload (`qarun_workers.concurrency`). If Redis
+is unreachable, learned limits are not applied (with a warning) rather than stopping
+the worker: only configured limits need Redis.
+
 Within one worker, one task at a time takes from the buckets while the others queue
 on a local lock, so a waiting worker polls Redis once per wait, not once per request.
 """
@@ -27,6 +36,7 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from qarun_core.keys import budget_key, limit_key
 
@@ -35,12 +45,14 @@ log = logging.getLogger(__name__)
 TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local held = tonumber(redis.call('GET', KEYS[1]) or 0)
+if held > now then return math.ceil(held - now) end
 local wait = 0
 local levels = {}
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[3 * i - 2])
-  local capacity = tonumber(ARGV[3 * i - 1])
-  local n = tonumber(ARGV[3 * i])
+for i = 2, #KEYS do
+  local rate = tonumber(ARGV[3 * i - 5])
+  local capacity = tonumber(ARGV[3 * i - 4])
+  local n = tonumber(ARGV[3 * i - 3])
   local state = redis.call('HMGET', KEYS[i], 'level', 'ts')
   local level = tonumber(state[1]) or capacity
   local ts = tonumber(state[2]) or now
@@ -51,13 +63,22 @@ for i = 1, #KEYS do
     wait = math.max(wait, math.ceil((need - level) / rate))
   end
 end
-for i = 1, #KEYS do
+for i = 2, #KEYS do
   local level = levels[i]
-  if wait == 0 then level = level - tonumber(ARGV[3 * i]) end
+  if wait == 0 then level = level - tonumber(ARGV[3 * i - 3]) end
   redis.call('HSET', KEYS[i], 'level', level, 'ts', now)
   redis.call('PEXPIRE', KEYS[i], 3600000)
 end
 return wait
+"""
+
+HOLD = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(ARGV[1])
+if until_ms > tonumber(redis.call('GET', KEYS[1]) or 0) then
+  redis.call('SET', KEYS[1], until_ms, 'PX', math.ceil(tonumber(ARGV[1])) + 1000)
+end
+return 1
 """
 
 RESERVE = """
@@ -113,44 +134,97 @@ class Usage:
 
 
 class FleetLimiter:
-    """Requests- and tokens-per-minute buckets shared by every worker of a run."""
+    """Requests- and tokens-per-minute buckets shared by every worker of a run, with the
+    provider's limits as learned from its headers and its holds."""
 
     def __init__(self, redis: Redis, run: str, rpm: int, tpm: int) -> None:
         self.redis = redis
+        self.run = run
+        self.configured = {"rpm": rpm, "tpm": tpm}
+        self.learned = {"rpm": 0, "tpm": 0}
+        self.hold_key = limit_key(run, "hold")
         self.keys: list[str] = []
         self.rates: list[tuple[float, float, bool]] = []  # (per ms, capacity, counts tokens)
-        for name, limit in (("rpm", rpm), ("tpm", tpm)):
-            if limit > 0:
-                self.keys.append(limit_key(run, name))
+        self.paced = False  # the provider sent pacing: its holds are checked on every call
+        self._take = redis.register_script(TAKE)
+        self._hold = redis.register_script(HOLD)
+        self._lock = asyncio.Lock()
+        self._off = False  # Redis was unreachable with nothing configured: learn no more
+        self._build()
+
+    def _build(self) -> None:
+        self.keys, self.rates = [], []
+        for name in ("rpm", "tpm"):
+            limits = [n for n in (self.configured[name], self.learned[name]) if n > 0]
+            if limits:
+                limit = min(limits)
+                self.keys.append(limit_key(self.run, name))
                 capacity = max(1.0, limit / 200)
                 refill = (limit * 0.995 - capacity) / 60_000  # per ms
                 self.rates.append((refill, capacity, name == "tpm"))
-        self._take = redis.register_script(TAKE)
-        self._adjust_tokens = limit_key(run, "tpm") if tpm > 0 else ""
-        self._lock = asyncio.Lock()
 
     @property
     def active(self) -> bool:
-        return bool(self.keys)
+        return (bool(self.keys) or self.paced) and not self._off
+
+    @property
+    def learning_only(self) -> bool:
+        return not any(self.configured.values())
+
+    def learn(self, rpm: int, tpm: int) -> None:
+        """The provider's limits from `x-ratelimit-limit-*` (0 = not sent)."""
+        learned = {"rpm": rpm or self.learned["rpm"], "tpm": tpm or self.learned["tpm"]}
+        if learned != self.learned and not self._off:
+            log.info("provider limits: %d requests, %d tokens a minute", rpm, tpm)
+            self.learned = learned
+            self.paced = True
+            self._build()
+
+    async def hold(self, seconds: float) -> None:
+        """Hold every worker of the run for `seconds`, as the provider asked."""
+        if self._off:
+            return
+        self.paced = True
+        try:
+            await self._hold(keys=[self.hold_key], args=[seconds * 1000])
+        except RedisError as error:
+            self._unreachable(error)
 
     async def acquire(self, tokens: int) -> None:
         """Wait until one request of about `tokens` tokens may be sent."""
-        if not self.keys:
+        if not self.active:
             return
         args: list[float] = []
         for rate, capacity, counts_tokens in self.rates:
             args += [rate, capacity, tokens if counts_tokens else 1]
         async with self._lock:
             while True:
-                wait_ms = int(await self._take(keys=self.keys, args=args))
+                try:
+                    wait_ms = int(await self._take(keys=[self.hold_key, *self.keys], args=args))
+                except RedisError as error:
+                    if not self.learning_only:
+                        raise
+                    self._unreachable(error)
+                    return
                 if wait_ms == 0:
                     return
                 await asyncio.sleep(wait_ms / 1000)
 
     async def settle(self, estimated: int, actual: int) -> None:
         """Give back (or take) the difference between the token estimate and the real count."""
-        if self._adjust_tokens and actual != estimated:
-            await self.redis.hincrbyfloat(self._adjust_tokens, "level", estimated - actual)
+        tpm = limit_key(self.run, "tpm")
+        if tpm in self.keys and actual != estimated:
+            try:
+                await self.redis.hincrbyfloat(tpm, "level", estimated - actual)
+            except RedisError as error:
+                if not self.learning_only:
+                    raise
+                self._unreachable(error)
+
+    def _unreachable(self, error: RedisError) -> None:
+        self._off, self.paced, self.learned = True, False, {"rpm": 0, "tpm": 0}
+        self._build()
+        log.warning("Redis unreachable (%s): the provider's limits are not paced", error)
 
 
 class Budget:

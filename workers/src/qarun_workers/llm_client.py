@@ -1,5 +1,10 @@
 """One LLM call through the `openai` client, and what a failure means.
 
+Each answer and each failure carries the provider's rate-limit headers (`Pacing`):
+`x-ratelimit-limit-*` say the requests and tokens a minute it takes, and a 429 with
+Retry-After or `x-ratelimit-*` headers is a rate limit to pace by (`Failure.paced`),
+not a sign of overload.
+
 The client uses the aiohttp transport (`DefaultAioHttpClient`): measured on 2 cores,
 the default httpx transport collapses as concurrency grows (35 req/s at 1,000 in
 flight) where aiohttp keeps 700+. The client's own retries are off; failures are
@@ -9,8 +14,10 @@ classified and retried through the retry tiers instead, without blocking the wor
 from __future__ import annotations
 
 import json
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx2
@@ -34,6 +41,43 @@ TRANSIENT = {
 }
 
 
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+SECONDS_PER = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What a response's rate-limit headers say; 0 (or -1 for remaining) = not sent."""
+
+    limit_requests: int = 0  # per minute
+    limit_tokens: int = 0
+    remaining_requests: int = -1
+    remaining_tokens: int = -1
+    reset_requests: float = 0.0  # seconds
+    reset_tokens: float = 0.0
+    retry_after: float = 0.0
+
+    @property
+    def sent(self) -> bool:
+        return self != NO_PACING
+
+    def wait(self) -> float:
+        """Seconds until the provider takes a request again: Retry-After, else for a used-up
+        limit the time one request takes to come back (the reset is until it is whole)."""
+        if self.retry_after > 0:
+            return self.retry_after
+        waits = [0.0]
+        if self.remaining_requests == 0:
+            one = 60 / self.limit_requests if self.limit_requests else self.reset_requests
+            waits.append(min(one, self.reset_requests or one))
+        if self.remaining_tokens == 0:
+            waits.append(self.reset_tokens)
+        return max(waits)
+
+
+NO_PACING = Pacing()
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -41,6 +85,7 @@ class Completion:
     latency_ms: float
     prompt_tokens: int
     completion_tokens: int
+    pacing: Pacing = NO_PACING
 
 
 @dataclass(frozen=True)
@@ -48,6 +93,9 @@ class Failure(Exception):  # noqa: N818 - an outcome, raised only to leave the c
     error: ErrorClass
     reason: str  # short and secret-free: status and provider error code
     retry_after: float = 0.0
+    latency_s: float = 0.0  # from sending to the failure
+    pacing: Pacing = field(default=NO_PACING)
+    paced: bool = False  # a rate limit that says when to come back: pace by rate, no overload
 
 
 def make_client(settings: LLMSettings, api_key: str) -> AsyncOpenAI:
@@ -107,17 +155,22 @@ async def ask(client: AsyncOpenAI, settings: LLMSettings, user_prompt: str) -> C
     started = time.perf_counter()
     try:
         response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-        return completion_of(json.loads(response.content), settings.model, started)
+        completion = completion_of(json.loads(response.content), settings.model, started)
     except openai.OpenAIError as error:
-        raise classify(error) from None
+        raise replace(classify(error), latency_s=time.perf_counter() - started) from None
     except (ValueError, TypeError, KeyError, IndexError, httpx2.HTTPError) as error:
-        raise Failure(ErrorClass.OVERLOAD, f"malformed response: {type(error).__name__}") from None
+        raise Failure(
+            ErrorClass.OVERLOAD,
+            f"malformed response: {type(error).__name__}",
+            latency_s=time.perf_counter() - started,
+        ) from None
+    return replace(completion, pacing=pacing_of(response.headers))
 
 
 def completion_of(data: dict[str, Any], model: str, started: float) -> Completion:
     text = data["choices"][0]["message"]["content"]
     if not isinstance(text, str):
-        raise Failure(ErrorClass.OVERLOAD, "empty response")
+        raise ValueError("empty response")
     usage = data.get("usage") or {}
     return Completion(
         text=text,
@@ -136,21 +189,53 @@ def classify(error: openai.OpenAIError) -> Failure:
     status = error.status_code
     code = str(error.code or getattr(error, "type", "") or "")
     reason = f"{status} {code}".strip()
+    pacing = pacing_of(error.response.headers)
     if status == 429:
         if code in QUOTA_CODES or any(w in str(error.message).lower() for w in QUOTA_WORDS):
-            return Failure(ErrorClass.QUOTA, reason, retry_after_of(error))
-        return Failure(ErrorClass.OVERLOAD, reason, retry_after_of(error))
+            return Failure(ErrorClass.QUOTA, reason, pacing.retry_after)
+        return Failure(ErrorClass.OVERLOAD, reason, pacing.wait(), pacing=pacing, paced=pacing.sent)
     if status in PERMANENT_STATUSES:
         return Failure(ErrorClass.PERMANENT, reason)
-    return Failure(ErrorClass.OVERLOAD, reason, retry_after_of(error))
+    return Failure(ErrorClass.OVERLOAD, reason, pacing.retry_after)
 
 
-def retry_after_of(error: openai.APIStatusError) -> float:
-    """Seconds from a Retry-After (or retry-after-ms) header; 0 when absent or a date."""
-    headers = error.response.headers
+def pacing_of(headers: Mapping[str, str]) -> Pacing:
+    """The OpenAI-style rate-limit headers (also sent by vLLM, LiteLLM and most gateways)."""
+    if not any(name in headers for name in ("retry-after", "retry-after-ms")) and not any(
+        name.startswith("x-ratelimit-") for name in headers
+    ):
+        return NO_PACING
+    return Pacing(
+        limit_requests=int(number(headers.get("x-ratelimit-limit-requests"), 0)),
+        limit_tokens=int(number(headers.get("x-ratelimit-limit-tokens"), 0)),
+        remaining_requests=int(number(headers.get("x-ratelimit-remaining-requests"), -1)),
+        remaining_tokens=int(number(headers.get("x-ratelimit-remaining-tokens"), -1)),
+        reset_requests=duration(headers.get("x-ratelimit-reset-requests")),
+        reset_tokens=duration(headers.get("x-ratelimit-reset-tokens")),
+        retry_after=retry_after_of(headers),
+    )
+
+
+def number(text: str | None, default: float) -> float:
     try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        return float(headers.get("retry-after", 0))
+        return float(text) if text is not None else default
     except ValueError:
+        return default
+
+
+def duration(text: str | None) -> float:
+    """Seconds of "1.5s", "6m0s", "20ms" or a plain number; 0 when absent or unreadable."""
+    if not text:
         return 0.0
+    plain = number(text, -1.0)
+    if plain >= 0:
+        return plain
+    parts = DURATION_PART.findall(text)
+    return sum(float(value) * SECONDS_PER[unit] for value, unit in parts)
+
+
+def retry_after_of(headers: Mapping[str, str]) -> float:
+    """Seconds from a Retry-After (or retry-after-ms) header; 0 when absent or a date."""
+    if "retry-after-ms" in headers:
+        return max(0.0, number(headers["retry-after-ms"], 0.0) / 1000)
+    return max(0.0, number(headers.get("retry-after"), 0.0))

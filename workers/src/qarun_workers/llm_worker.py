@@ -56,7 +56,15 @@ from qarun_workers.kafka_io import (
     raise_on_error,
 )
 from qarun_workers.limits import Budget, FleetLimiter, Usage
-from qarun_workers.llm_client import Completion, Failure, ask, estimate_tokens, make_client, prompt
+from qarun_workers.llm_client import (
+    Completion,
+    Failure,
+    Pacing,
+    ask,
+    estimate_tokens,
+    make_client,
+    prompt,
+)
 from qarun_workers.retry import give_up, retry_delay
 from qarun_workers.runtime import run_async
 from qarun_workers.settings import Settings
@@ -97,6 +105,7 @@ class LLMWorker:
         )
         if redis is None and (llm.requests_per_minute or llm.tokens_per_minute):
             raise ValueError("fleet-wide rate limits need Redis")
+        # Also without configured limits: the provider's, learned from its headers.
         self.fleet = (
             FleetLimiter(redis, settings.run, llm.requests_per_minute, llm.tokens_per_minute)
             if redis
@@ -187,11 +196,21 @@ class LLMWorker:
         except Failure as failure:
             self.metrics.failed[failure.error].inc()
             await self._settle(estimate, None)
+            await self._paced(failure.pacing, failure.retry_after if failure.paced else 0.0)
             self._failed(msg, question, failure)
             return
         await self._settle(estimate, completion)
+        await self._paced(completion.pacing, completion.pacing.wait())
         self.limit.success(completion.latency_ms / 1000)
         self._answered(msg, question, completion)
+
+    async def _paced(self, pacing: Pacing, hold: float) -> None:
+        """The provider's rate-limit headers: its limits, and how long to hold the fleet."""
+        if self.fleet is None or not pacing.sent:
+            return
+        self.fleet.learn(pacing.limit_requests, pacing.limit_tokens)
+        if hold > 0:
+            await self.fleet.hold(hold)
 
     async def _may_send(self, estimate: int) -> bool:
         if self.budget is not None and not await self.budget.reserve(self._usage(estimate, 0)):
@@ -250,10 +269,13 @@ class LLMWorker:
         )
 
     def _failed(self, msg: Message, question: Question, failure: Failure) -> None:
-        if failure.error == ErrorClass.OVERLOAD:
-            # Only overload says we send too much; a quota refusal comes at any rate, and
-            # cutting for it would leave the limit at its minimum when the quota returns.
-            self.limit.overload()
+        if failure.paced:
+            self.limit.rate_limited()  # paced by rate, fleet-wide (`_paced`)
+        elif failure.error == ErrorClass.OVERLOAD:
+            # Only overload may say we send too much (the controller tells whether it
+            # does); a quota refusal comes at any rate, and cutting for it would leave
+            # the limit at its minimum when the quota returns.
+            self.limit.overload(failure.latency_s)
         verdict = give_up(question, failure.error, failure.reason, self.s.retry)
         if verdict is not None:
             self._dead(msg, question, *verdict)
@@ -345,17 +367,13 @@ class LLMWorker:
 
 async def serve(settings: Settings, shutdown: Shutdown) -> None:
     client = make_client(settings.llm, settings.llm_api_key.get_secret_value())
-    needs_redis = (
-        settings.llm.requests_per_minute
-        or settings.llm.tokens_per_minute
-        or (settings.budget.max_tokens or settings.budget.max_cost_usd)
+    # A few connections, waited for: thousands of tasks share them. The pool connects on
+    # first use, so a worker whose provider sends no rate-limit headers and that has no
+    # configured limits or budget never touches Redis.
+    pool = BlockingConnectionPool.from_url(
+        settings.storage.redis_url.get_secret_value(), max_connections=16, timeout=None
     )
-    redis = None
-    if needs_redis:  # a few connections, waited for: thousands of tasks share them
-        pool = BlockingConnectionPool.from_url(
-            settings.storage.redis_url.get_secret_value(), max_connections=16, timeout=None
-        )
-        redis = Redis(connection_pool=pool)
+    redis: Redis | None = Redis(connection_pool=pool)
     try:
         await LLMWorker(settings, shutdown, client, redis).run()
     finally:

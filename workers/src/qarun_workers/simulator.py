@@ -5,15 +5,20 @@ distribution. When the question's title is in the loaded data set, the answer is
 derived from the reference answer with controlled noise: a quality q ~ N(mean, sd)
 keeps about a fraction q of the reference words and pads with filler, so lexical
 scores spread like the seeds' 0.85 +- 0.06; a regeneration (a prompt carrying
-feedback) answers a little better. Faults are injected at configured rates: 429 rate
-limit with Retry-After, 500, 503, timeouts (the request hangs), malformed bodies,
-quota exhaustion after N requests (until `POST /quota/reset`, as a provider's quota
-renews), and a requests-per-minute limit of its own.
+feedback) answers a little better. Load-independent faults are injected at
+configured rates: 429 rate limit (without headers unless --retry-after is given), 500,
+503, timeouts (the request hangs), malformed bodies, and quota exhaustion after N
+requests (until `POST /quota/reset`, as a provider's quota renews). A provider's
+limits (`qarun_workers.provider_limits`) are modelled too: a capacity of requests
+worked on at once (--capacity, refused or slowed beyond it) and requests- and
+tokens-per-minute limits with OpenAI's rate-limit headers (--rpm-limit, --tpm-limit).
 
 Every random decision comes from a generator seeded with (seed, prompt title, how
 many times that title was asked), so a run repeats whatever the arrival order.
-`GET /stats` returns counters for tests, `GET /stats/titles` how many times each title
-was asked (a question asked twice is a duplicate call); `/healthz` for probes.
+`GET /stats` returns counters for tests and benchmarks (with the time integral of the
+requests in flight, so two readings give the mean between them), `GET /stats/titles` how
+many times each title was asked (a question asked twice is a duplicate call); `/healthz`
+for probes.
 """
 
 from __future__ import annotations
@@ -34,29 +39,17 @@ import uvloop
 from aiohttp import web
 
 from qarun_workers import logs
-from qarun_workers.dataset import DatasetError, read_rows
+from qarun_workers.provider_limits import CAPACITY_MODES, LimitSettings, ProviderLimits, Refusal
 from qarun_workers.runtime import settle_heap
+from qarun_workers.simulated_answers import (
+    load_references,
+    noisy_answer,
+    prompt_text,
+    prompt_title,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
-
-FILLER = [
-    "generally",
-    "also",
-    "basically",
-    "often",
-    "indeed",
-    "usually",
-    "perhaps",
-    "notably",
-    "simply",
-    "clearly",
-    "really",
-    "quite",
-    "mostly",
-    "certainly",
-    "probably",
-]
-TITLE_PREFIX = "Question:"  # the first line of the LLM worker's user prompt
 
 
 @dataclass
@@ -68,8 +61,7 @@ class Faults:
     rate_timeout: float = 0.0
     rate_malformed: float = 0.0
     quota_after: int = 0  # every request after this many gets 429 insufficient_quota; 0 = never
-    rpm_limit: int = 0  # its own requests-per-minute limit (429); 0 = none
-    retry_after: float = 1.0
+    retry_after: float = 0.0  # Retry-After of the random 429s; 0 = no header
     hang_seconds: float = 300.0
 
 
@@ -84,6 +76,7 @@ class Behaviour:
     seed: int = 0
     api_key: str = ""  # when set, requests must carry it as a bearer token
     faults: Faults = field(default_factory=Faults)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 class Stats:
@@ -96,22 +89,33 @@ class Stats:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.max_per_minute = 0
+        self.in_flight_seconds = 0.0  # the integral of in_flight over time
+        self._since = time.monotonic()
         self._window: deque[float] = deque()
 
-    def arrived(self, now: float) -> int:
+    def arrived(self, now: float) -> None:
         self.requests += 1
         self._window.append(now)
         while self._window and self._window[0] <= now - 60.0:
             self._window.popleft()
         self.max_per_minute = max(self.max_per_minute, len(self._window))
-        return len(self._window)
+
+    def flight(self, change: int) -> None:
+        now = time.monotonic()
+        self.in_flight_seconds += self.in_flight * (now - self._since)
+        self._since = now
+        self.in_flight += change
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     def as_dict(self) -> dict[str, Any]:
+        now = time.monotonic()
         return {
             "requests": self.requests,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
             "max_per_minute": self.max_per_minute,
+            "in_flight_seconds": self.in_flight_seconds + self.in_flight * (now - self._since),
+            "clock": now,
             "outcomes": dict(self.outcomes),
             "regenerations": self.regenerations,
         }
@@ -124,6 +128,7 @@ class Simulator:
         self.stats = Stats()
         self.asked: Counter[str] = Counter()
         self.quota_used = 0  # requests against the quota since it was last renewed
+        self.limits = ProviderLimits(behaviour.limits, time.monotonic())
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -160,32 +165,52 @@ class Simulator:
 
     async def completions(self, request: web.Request) -> web.Response:
         stats = self.stats
-        in_window = stats.arrived(time.monotonic())
+        stats.arrived(time.monotonic())
         if self.b.api_key and request.headers.get("Authorization") != f"Bearer {self.b.api_key}":
             return self._error(401, "invalid_api_key", "Incorrect API key provided.", "auth")
         try:
             body = json.loads(await request.read())
             prompt = prompt_text(body["messages"])
             model = str(body.get("model", "qarun-sim"))
+            max_tokens = int(body.get("max_tokens") or 16)
         except (ValueError, KeyError, TypeError):
             return self._error(400, "invalid_request_error", "Malformed request body.", "bad")
         title = prompt_title(prompt)
         nth = self.asked[title]
         self.asked[title] += 1
         rng = random.Random(f"{self.b.seed}:{title}:{nth}")
-        stats.in_flight += 1
-        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        limits = self.limits
+        reserved = tokens(prompt) + max_tokens
+        refused = limits.admit_rate(reserved, time.monotonic())
+        if refused is not None:
+            return self._refused(refused)
+        stats.flight(+1)
         try:
-            return await self._respond(rng, prompt, title, model, in_window)
+            refused = await limits.enter()
+            if refused is not None:
+                return self._refused(refused)
+            try:
+                response = await self._respond(rng, prompt, title, model)
+            finally:
+                limits.leave()
+            used = int(response.headers.pop("x-sim-tokens", "0"))
+            limits.unused_tokens(reserved - used, time.monotonic())
+            response.headers.update(limits.headers(time.monotonic()))
+            return response
         finally:
-            stats.in_flight -= 1
+            stats.flight(-1)
+
+    def _refused(self, refused: Refusal) -> web.Response:
+        response = self._error(
+            refused.status, refused.code, "Rate limit reached.", refused.outcome, refused.kind
+        )
+        response.headers.update(refused.headers)
+        return response
 
     async def _respond(
-        self, rng: random.Random, prompt: str, title: str, model: str, in_window: int
+        self, rng: random.Random, prompt: str, title: str, model: str
     ) -> web.Response:
         f = self.b.faults
-        if f.rpm_limit and in_window > f.rpm_limit:
-            return self._rate_limited("limit_429")
         if f.quota_after:
             self.quota_used += 1
             if self.quota_used > f.quota_after:
@@ -248,7 +273,7 @@ class Simulator:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         self.stats.outcomes["ok"] += 1
         self.stats.regenerations += regenerating
-        return web.json_response(
+        response = web.json_response(
             {
                 "id": f"chatcmpl-sim{self.stats.requests}",
                 "object": "chat.completion",
@@ -264,56 +289,27 @@ class Simulator:
                 "usage": usage,
             }
         )
+        response.headers["x-sim-tokens"] = str(usage["total_tokens"])  # taken off in completions
+        return response
 
     def _rate_limited(self, outcome: str) -> web.Response:
         response = self._error(429, "rate_limit_exceeded", "Rate limit reached.", outcome)
-        response.headers["Retry-After"] = f"{self.b.faults.retry_after:g}"
+        if self.b.faults.retry_after > 0:
+            response.headers["Retry-After"] = f"{self.b.faults.retry_after:g}"
         return response
 
-    def _error(self, status: int, code: str, message: str, outcome: str) -> web.Response:
+    def _error(
+        self, status: int, code: str, message: str, outcome: str, kind: str = ""
+    ) -> web.Response:
         self.stats.outcomes[outcome] += 1
-        kind = "insufficient_quota" if code == "insufficient_quota" else "server_error"
+        if not kind:
+            kind = "insufficient_quota" if code == "insufficient_quota" else "server_error"
         if status in (400, 401):
             kind = "invalid_request_error"
-        elif code == "rate_limit_exceeded":
+        elif code == "rate_limit_exceeded" and kind == "server_error":
             kind = "requests"
         body = {"error": {"message": message, "type": kind, "code": code, "param": None}}
         return web.json_response(body, status=status)
-
-
-def prompt_text(messages: Sequence[dict[str, Any]]) -> str:
-    return "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
-
-
-def prompt_title(prompt: str) -> str:
-    for line in prompt.splitlines():
-        if line.startswith(TITLE_PREFIX):
-            return line[len(TITLE_PREFIX) :].strip()
-    return prompt[:200]
-
-
-def tokens(text: str) -> int:
-    """Roughly what a BPE tokenizer would count: about 4 characters a token."""
-    return max(1, (len(text) + 3) // 4)
-
-
-def noisy_answer(rng: random.Random, reference: str, quality: float) -> str:
-    """Keep about `quality` of the reference words, in order, and pad with filler words."""
-    words = reference.split()
-    kept = [w for w in words if rng.random() < quality]
-    filler = [rng.choice(FILLER) for _ in range(round(len(words) * (1 - quality)))]
-    for word in filler:
-        kept.insert(rng.randrange(len(kept) + 1), word)
-    return " ".join(kept) or "I am not sure."
-
-
-def load_references(source: str, fmt: str) -> dict[str, str]:
-    if not source:
-        return {}
-    try:
-        return {row.title: row.best_answer for row in read_rows(source, fmt)}
-    except DatasetError as error:
-        raise SystemExit(f"qarun-llm-sim: {error}") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -347,8 +343,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="answer 429 insufficient_quota after this many requests, until POST /quota/reset",
     )
-    p.add_argument("--rpm-limit", type=int, default=0)
-    p.add_argument("--retry-after", type=float, default=1.0)
+    p.add_argument(
+        "--retry-after",
+        type=float,
+        default=0.0,
+        help="Retry-After of the random 429s, seconds (default: none, no header)",
+    )
+    limits = p.add_argument_group("provider limits")
+    limits.add_argument(
+        "--capacity", type=int, default=0, help="requests worked on at once (default: unbounded)"
+    )
+    limits.add_argument(
+        "--capacity-mode",
+        choices=CAPACITY_MODES,
+        default="503",
+        help="beyond the capacity: refuse with 503 or 429 (no headers), or slow (queue)",
+    )
+    limits.add_argument("--rpm-limit", type=int, default=0, help="requests a minute (0 = none)")
+    limits.add_argument("--tpm-limit", type=int, default=0, help="tokens a minute (0 = none)")
+    limits.add_argument(
+        "--burst-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of the per-minute rates the limits let through at once",
+    )
     p.add_argument("--hang-seconds", type=float, default=300.0)
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
@@ -363,7 +381,6 @@ def behaviour_from(args: argparse.Namespace, api_key: str) -> Behaviour:
         rate_timeout=args.rate_timeout,
         rate_malformed=args.rate_malformed,
         quota_after=args.quota_after,
-        rpm_limit=args.rpm_limit,
         retry_after=args.retry_after,
         hang_seconds=args.hang_seconds,
     )
@@ -376,6 +393,13 @@ def behaviour_from(args: argparse.Namespace, api_key: str) -> Behaviour:
         seed=args.seed,
         api_key=api_key,
         faults=faults,
+        limits=LimitSettings(
+            capacity=args.capacity,
+            capacity_mode=args.capacity_mode,
+            rpm_limit=args.rpm_limit,
+            tpm_limit=args.tpm_limit,
+            burst_seconds=args.burst_seconds,
+        ),
     )
 
 
