@@ -60,6 +60,7 @@ def summary_server() -> Iterator[SummaryServer]:
 def operator(
     operator_rbac: KubeCluster,
     summary_server: SummaryServer,
+    flink_session_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """The operator in-process, authenticated as the chart's ServiceAccount."""
@@ -72,6 +73,10 @@ def operator(
         "KUBECONFIG": str(kubeconfig),
         "QARUN_OPERATOR_SUMMARY_URL": summary_server.url,
         "QARUN_OPERATOR_STATUS_INTERVAL_SECONDS": "1",
+        # Standalone session clusters' REST API: the pods on kwok run nothing, so every
+        # run's JobManager is the flink_session fixture's (started by the tests that
+        # submit a job).
+        "QARUN_OPERATOR_FLINK_REST_URL": f"http://127.0.0.1:{flink_session_port}",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
