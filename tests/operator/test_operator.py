@@ -104,7 +104,11 @@ def test_qarun_lifecycle(
     create_secrets(kube)
 
     # 1. Every child exists, owned by the QARun, within seconds.
-    kube.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", str(SAMPLE))
+    # The sample with a real provider's key (the simulator needs none): the Secret is
+    # referenced by the workers, never copied.
+    sample = yaml.safe_load(SAMPLE.read_text())
+    sample["spec"]["llm"]["apiKeySecretRef"] = {"name": "llm-credentials", "key": "apiKey"}
+    kube.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", "-", input=json.dumps(sample))
     started = time.monotonic()
     uid = qarun(kube)["metadata"]["uid"]
 

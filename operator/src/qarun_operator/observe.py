@@ -24,6 +24,8 @@ from qarun_core.spec import (
     TERMINAL_PHASES,
     Condition,
     ConditionType,
+    FlinkMode,
+    KafkaProvider,
     Phase,
     Progress,
     QARunSpec,
@@ -59,7 +61,7 @@ def _ready_condition(obj: JSON, condition: str = "Ready") -> bool:
     )
 
 
-def _deployment_ready(obj: JSON) -> bool:
+def deployment_ready(obj: JSON) -> bool:
     want = obj.get("spec", {}).get("replicas", 1)
     status = obj.get("status", {})
     return bool(
@@ -114,6 +116,10 @@ def _waiting_for(run: p.RunPlan, children: Children) -> tuple[list[str], list[st
     """What is not ready yet, and what has failed."""
     waiting: list[str] = []
     problems: list[str] = []
+    standalone = run.flink.mode is FlinkMode.STANDALONE
+    topic = "KafkaTopics" if run.kafka_provider is KafkaProvider.STRIMZI else "topics"
+    session_kind = "JobManager" if standalone else "FlinkDeployment"
+    job_kind = "scoring job" if standalone else "FlinkSessionJob"
     missing = [t.name for t in run.topics if t.name not in children.topics]
     unready = [
         t.name
@@ -121,33 +127,33 @@ def _waiting_for(run: p.RunPlan, children: Children) -> tuple[list[str], list[st
         if t.name in children.topics and not _ready_condition(children.topics[t.name])
     ]
     if missing:
-        waiting.append(f"KafkaTopics missing: {', '.join(missing)}")
+        waiting.append(f"{topic} missing: {', '.join(missing)}")
     if unready:
-        waiting.append(f"{len(unready)}/{len(run.topics)} KafkaTopics not Ready")
+        waiting.append(f"{len(unready)}/{len(run.topics)} {topic} not Ready")
     for c in run.components:
         if c.kind is p.Kind.SERVICE:
             d = children.deployments.get(c.name)
             if d is None:
                 waiting.append(f"Deployment {c.name} missing")
-            elif not _deployment_ready(d):
+            elif not deployment_ready(d):
                 waiting.append(f"Deployment {c.name} not available")
         elif c.name not in children.jobs:
             waiting.append(f"Job {c.name} missing")
     if run.flink.managed:
         session = children.flink_sessions.get(run.flink.session)
         if session is None:
-            waiting.append(f"FlinkDeployment {run.flink.session} missing")
+            waiting.append(f"{session_kind} {run.flink.session} missing")
         elif not _flink_session_ready(session):
-            waiting.append(f"FlinkDeployment {run.flink.session} not READY")
+            waiting.append(f"{session_kind} {run.flink.session} not READY")
     scoring = children.flink_jobs.get(run.flink.job)
     if scoring is None:
-        waiting.append(f"FlinkSessionJob {run.flink.job} missing")
+        waiting.append(f"{job_kind} {run.flink.job} missing")
     else:
         state = _flink_job_state(scoring)
         if state == "FAILED":
-            problems.append(f"FlinkSessionJob {run.flink.job} FAILED")
+            problems.append(f"{job_kind} {run.flink.job} FAILED")
         elif state not in ("RUNNING", "FINISHED"):
-            waiting.append(f"FlinkSessionJob {run.flink.job} {state or 'not submitted'}")
+            waiting.append(f"{job_kind} {run.flink.job} {state or 'not submitted'}")
     return waiting, problems
 
 
