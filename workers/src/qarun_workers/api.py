@@ -30,7 +30,6 @@ from typing import Any
 import psycopg
 import uvicorn
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -100,7 +99,6 @@ class State:
         self.producer = Producer(
             producer_config(settings, **{"message.timeout.ms": int(timeout * 1000)})
         )
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
         self.known_runs: dict[str, float] = {}  # run -> when it was last seen to exist
 
     async def require_run(self, run: str) -> None:
@@ -205,9 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/runs/{run}/summary", response_model=RunSummary, responses=problems(503))
     async def summary(run: RunPath) -> RunSummary:
-        return await read_summary(
-            state.pool, state.redis, state.admin, settings.kafka.group_prefix, run
-        )
+        return await read_summary(state.pool, state.redis, settings.kafka, run)
 
     @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSE)
     async def metrics() -> Response:
