@@ -634,22 +634,40 @@ class Condition(Status):
 class Progress(Status):
     """Question counters of the run."""
 
-    total: int = Field(default=0, ge=0, description="Questions the run will send.")
+    total: int = Field(
+        default=0,
+        ge=0,
+        description="Questions the run will send (the spec's count, else the generator's "
+        "once it is done).",
+    )
     sent: int = Field(default=0, ge=0, description="Questions sent by the generator.")
-    answered: int = Field(default=0, ge=0, description="Answers received from the LLM.")
+    skipped: int = Field(
+        default=0, ge=0, description="Questions not sent again: answered by an earlier pass."
+    )
+    answered: int = Field(default=0, ge=0, description="LLM answers scored and stored.")
     validated: int = Field(default=0, ge=0, description="Results at or above the threshold.")
-    regenerated: int = Field(default=0, ge=0, description="Regenerations asked for.")
+    regenerated: int = Field(default=0, ge=0, description="Results that took more than one answer.")
     exhausted: int = Field(
         default=0, ge=0, description="Results kept below the threshold, regenerations used up."
     )
-    failed: int = Field(default=0, ge=0, description="Questions in the dead-letter topic.")
+    failed: int = Field(
+        default=0, ge=0, description="Questions given up on (a dead letter without an answer)."
+    )
+    dead_lettered: int = Field(
+        default=0, ge=0, description="Messages in the dead-letter topic, of any reason."
+    )
 
 
 class ScoreStats(Status):
     """Score statistics of the results so far."""
 
-    mean: float = Field(default=0.0, description="Mean score of the results.")
-    stddev: float = Field(default=0.0, description="Standard deviation of the scores.")
+    mean: float | None = Field(
+        default=None, description="Mean score of the final results; null before any."
+    )
+    stddev: float | None = Field(
+        default=None,
+        description="Population standard deviation of those scores; null before any.",
+    )
 
 
 class Usage(Status):
@@ -658,24 +676,6 @@ class Usage(Status):
     prompt_tokens: int = Field(default=0, ge=0, description="Prompt tokens.")
     completion_tokens: int = Field(default=0, ge=0, description="Completion tokens.")
     cost_usd: float = Field(default=0.0, ge=0, alias="costUSD", description="Cost in USD.")
-
-
-class RunSummary(Status):
-    """What the run's API reports about one run (GET /runs/{run}/summary), read by the
-    operator to fill the status. The storage writer and the metrics stream feed it."""
-
-    progress: Progress = Field(default_factory=Progress, description=Progress.__doc__)
-    score: ScoreStats = Field(default_factory=ScoreStats, description=ScoreStats.__doc__)
-    attempts: dict[str, int] = Field(
-        default_factory=dict, description="Results by the attempt that produced them."
-    )
-    usage: Usage = Field(default_factory=Usage, description=Usage.__doc__)
-    generator_done: bool = Field(
-        default=False, description="The generator has sent everything it will send."
-    )
-    lag: int = Field(
-        default=0, ge=0, description="Questions waiting in the questions topic (consumer lag)."
-    )
 
 
 class FlinkStatus(Status):

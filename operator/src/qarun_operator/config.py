@@ -73,7 +73,7 @@ class OperatorConfig(BaseSettings):
     )
     summary_url: str = Field(
         default="http://qarun-api.{namespace}.svc:8080/runs/{run}/summary",
-        description="Where a run's summary (qarun_core.spec.RunSummary) is read; "
+        description="Where a run's summary (qarun_core.summary.RunSummary) is read; "
         "{namespace} and {run} are filled in; empty = no summary.",
     )
     summary_timeout_seconds: float = Field(default=2.0, gt=0)

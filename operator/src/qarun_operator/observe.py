@@ -3,8 +3,8 @@
 Phase rules, in order:
 - a terminal phase (Succeeded, Failed) stays: the run has ended;
 - the generator Job failed -> Failed;
-- the generator is done, everything sent has a final outcome (validated, exhausted or
-  dead-lettered) -> Succeeded;
+- the generator is done and every question it took has a final result (validated,
+  exhausted or failed; qarun_core.summary.all_results_in) -> Succeeded;
 - a desired child is missing, or a workload is not ready yet -> Provisioning (Pending
   before anything was applied);
 - otherwise Running.
@@ -30,8 +30,8 @@ from qarun_core.spec import (
     Progress,
     QARunSpec,
     QARunStatus,
-    RunSummary,
 )
+from qarun_core.summary import RunSummary, all_results_in
 
 JSON = dict[str, Any]
 
@@ -162,21 +162,19 @@ def _phase(
     *,
     previous: Phase,
     generator_state: str | None,
-    generator_done: bool,
-    has_summary: bool,
+    summary: RunSummary | None,
     waiting: list[str],
 ) -> tuple[Phase, str, tuple[bool, str] | None]:
     """The new phase, its message and the Succeeded condition it implies (if any)."""
     progress = status.progress
-    finished = progress.validated + progress.exhausted + progress.failed
     if previous in TERMINAL_PHASES:
         return previous, status.message, None
     if generator_state == "Failed":
         return Phase.FAILED, "the generator Job failed", (False, "GeneratorFailed")
-    if has_summary and generator_done and progress.sent > 0 and finished >= progress.sent:
+    if summary is not None and all_results_in(summary):
         message = (
             f"{progress.validated} validated, {progress.exhausted} exhausted, "
-            f"{progress.failed} failed of {progress.sent} sent"
+            f"{progress.failed} failed of {summary.progress.total}"
         )
         return Phase.SUCCEEDED, message, (True, "AllAnswered")
     if waiting:
@@ -217,8 +215,7 @@ def observe(
         status,
         previous=previous.phase,
         generator_state=generator_state,
-        generator_done=generator_state == "Complete" or bool(summary and summary.generator_done),
-        has_summary=summary is not None,
+        summary=summary,
         waiting=waiting,
     )
     if phase in TERMINAL_PHASES and previous.phase not in TERMINAL_PHASES:
@@ -291,7 +288,7 @@ def _total(spec: QARunSpec, progress: Progress) -> int:
 def autoscale(spec: QARunSpec, summary: RunSummary | None) -> int | None:
     """The worker count the lag asks for, or None when autoscaling is off or blind."""
     auto = spec.workers.autoscale
-    if not auto.enabled or summary is None:
+    if not auto.enabled or summary is None or summary.lag is None:
         return None
     wanted = math.ceil(summary.lag / auto.lag_per_replica)
     return max(auto.min_replicas, min(auto.max_replicas, wanted))

@@ -4,8 +4,8 @@ POST /query                 200 with the cached answer on a hit; 202 with an id 
                             miss (the question is published to the run's pipeline)
 GET  /status/{question_id}  completed (with the result) or pending
 GET  /runs/{run}/results    paged results
-GET  /runs/{run}/summary    counts, score mean/sd, attempts, improvement per attempt,
-                            throughput, latency percentiles, tokens, budget state
+GET  /runs/{run}/summary    qarun_core.summary.RunSummary: progress, score, attempts,
+                            per-attempt figures, usage, latency, lag, generator state
 GET  /metrics               Prometheus;  /healthz, /readyz;  /docs, /openapi.json
 GET  /dashboard             the dashboard page (?run=NAME; / redirects here): static, it
                             reads the JSON above from this same origin
@@ -24,7 +24,8 @@ from typing import Annotated, Any
 
 import uvicorn
 from confluent_kafka import Producer
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg.rows import dict_row
@@ -33,12 +34,13 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from qarun_core.messages import RUN_PATTERN, Question
+from qarun_core.summary import RunSummary
 from qarun_core.topics import RunTopics
 from qarun_workers import logs
 from qarun_workers.cache import answer_key, text_hash, text_key
 from qarun_workers.kafka_io import producer_config
-from qarun_workers.limits import budget_key, text
 from qarun_workers.settings import Settings
+from qarun_workers.summary_reader import read_summary
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class State:
         )
         self.redis = Redis.from_url(storage.redis_url.get_secret_value())
         self.producer = Producer(producer_config(settings))
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -119,9 +122,11 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"run": run, "limit": limit, "offset": offset, "results": rows}
 
-    @app.get("/runs/{run}/summary")
-    async def summary(run: str) -> dict[str, Any]:
-        return await run_summary(state, run)
+    @app.get("/runs/{run}/summary", response_model=RunSummary)
+    async def summary(run: Annotated[str, Path(pattern=RUN_PATTERN)]) -> RunSummary:
+        return await read_summary(
+            state.pool, state.redis, state.admin, settings.kafka.group_prefix, run
+        )
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -164,43 +169,6 @@ RESULT_SQL = """
 SELECT question_id, status, title, content, answer, score, best_attempt, attempts, failure,
        prompt_tokens, completion_tokens, cost_usd, finished_at
 FROM results WHERE run = %s"""
-
-SUMMARY_SQL = {
-    "counts": "SELECT status, count(*) AS n FROM results WHERE run = %s GROUP BY status",
-    "score": "SELECT avg(score) AS mean, stddev_pop(score) AS stddev, "
-    "sum(prompt_tokens)::bigint AS prompt_tokens, "
-    "sum(completion_tokens)::bigint AS completion_tokens, "
-    "sum(cost_usd) AS cost_usd, extract(epoch FROM max(finished_at) - min(first_sent_at)) "
-    "AS seconds, count(*) AS n FROM results WHERE run = %s AND status <> 'failed'",
-    "attempts": "SELECT attempts, count(*) AS n FROM results WHERE run = %s GROUP BY attempts",
-    "per_attempt": "SELECT attempt, avg(score) AS mean_score, count(*) AS n FROM attempts "
-    "WHERE run = %s GROUP BY attempt ORDER BY attempt",
-    "latency": "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
-    "(ORDER BY latency_ms) AS p FROM attempts WHERE run = %s",
-}
-
-
-async def run_summary(state: State, run: str) -> dict[str, Any]:
-    q = {name: await fetch(state.pool, sql, (run,)) for name, sql in SUMMARY_SQL.items()}
-    score = q["score"][0]
-    seconds = float(score["seconds"] or 0)
-    latency = q["latency"][0]["p"] or [None, None, None]
-    exhausted = await state.redis.hget(budget_key(run), "exhausted")
-    return {
-        "run": run,
-        "counts": {row["status"]: row["n"] for row in q["counts"]},
-        "score": {"mean": score["mean"], "stddev": score["stddev"]},
-        "attempts": {str(row["attempts"]): row["n"] for row in q["attempts"]},
-        "improvement_per_attempt": q["per_attempt"],
-        "throughput_per_second": score["n"] / seconds if seconds > 0 else None,
-        "latency_ms": dict(zip(("p50", "p95", "p99"), latency, strict=True)),
-        "tokens": {
-            "prompt": score["prompt_tokens"] or 0,
-            "completion": score["completion_tokens"] or 0,
-            "cost_usd": score["cost_usd"] or 0.0,
-        },
-        "budget_exhausted": text(exhausted) if exhausted else None,
-    }
 
 
 async def fetch(pool: AsyncConnectionPool, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from qarun_core.keys import budget_key, limit_key
+
 log = logging.getLogger(__name__)
 
 TAKE = """
@@ -104,10 +106,6 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def budget_key(run: str) -> str:
-    return f"qarun:{run}:budget"
-
-
 @dataclass(frozen=True)
 class Usage:
     tokens: int
@@ -123,12 +121,12 @@ class FleetLimiter:
         self.rates: list[tuple[float, float, bool]] = []  # (per ms, capacity, counts tokens)
         for name, limit in (("rpm", rpm), ("tpm", tpm)):
             if limit > 0:
-                self.keys.append(f"qarun:{run}:limit:{name}")
+                self.keys.append(limit_key(run, name))
                 capacity = max(1.0, limit / 200)
                 refill = (limit * 0.995 - capacity) / 60_000  # per ms
                 self.rates.append((refill, capacity, name == "tpm"))
         self._take = redis.register_script(TAKE)
-        self._adjust_tokens = f"qarun:{run}:limit:tpm" if tpm > 0 else ""
+        self._adjust_tokens = limit_key(run, "tpm") if tpm > 0 else ""
         self._lock = asyncio.Lock()
 
     @property
