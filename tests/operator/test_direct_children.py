@@ -65,10 +65,11 @@ def test_without_strimzi_the_operator_creates_and_deletes_the_topics(
     planned = p.plan(run, NAMESPACE, QARunSpec.model_validate(spec))
     wanted = {t.name for t in planned.topics}
     wait_for(lambda: topic_names(kafka, run) == wanted, 60, "the run's topics in Kafka")
-    described = kafka.admin().list_topics(timeout=10).topics
+    admin = kafka.admin()  # must outlive its futures
+    described = admin.list_topics(timeout=10).topics
     assert {len(described[name].partitions) for name in wanted} == {3}
     questions = planned.topics[0]
-    configs = kafka.admin().describe_configs([ConfigResource("topic", questions.name)])
+    configs = admin.describe_configs([ConfigResource("topic", questions.name)])
     [entries] = [future.result(timeout=30) for future in configs.values()]
     for key, value in questions.config.items():
         assert entries[key].value == value, key

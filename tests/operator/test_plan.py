@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import yaml
 
 from qarun_core import plan as p
-from qarun_core.spec import QARunSpec
+from qarun_core.spec import FlinkMode, KafkaProvider, QARunSpec
 from qarun_core.topics import RunTopics
+from qarun_devstack.flink_session import flink_home
 from qarun_operator import render
 from qarun_operator.config import OperatorConfig
 
@@ -155,3 +159,68 @@ def test_generator_job_hash_follows_its_template() -> None:
 
     assert job_hash(5) == job_hash(5)
     assert job_hash(5) != job_hash(6)
+
+
+def test_standalone_session_is_laid_out_as_flinks_standalone_kubernetes_session() -> None:
+    run = p.plan(
+        "demo", "ns",
+        spec(flink={"mode": "standalone", "parallelism": 3, "taskManagers": 2},
+             kafka={"provider": "plain"}),
+    )  # fmt: skip
+    manifests = render.manifests(run, OWNER, OperatorConfig())
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    # No Flink-operator or Strimzi resources: the operator submits and makes topics itself.
+    assert not {k for k, _ in kinds} & {"FlinkDeployment", "FlinkSessionJob", "KafkaTopic"}
+    assert {
+        ("ConfigMap", "demo-flink-config"),
+        ("PersistentVolumeClaim", "demo-flink-state"),
+        ("Service", "demo-flink-jobmanager"),
+        ("Service", "demo-flink-rest"),
+        ("Deployment", "demo-flink-jobmanager"),
+        ("Deployment", "demo-flink-taskmanager"),
+    } <= kinds
+    by_name = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+    conf = yaml.safe_load(by_name["ConfigMap", "demo-flink-config"]["data"]["config.yaml"])
+    assert conf["jobmanager.rpc.address"] == "demo-flink-jobmanager"
+    assert (conf["jobmanager.rpc.port"], conf["blob.server.port"]) == (6123, 6124)
+    assert conf["high-availability.type"] == "NONE"
+    assert conf["taskmanager.numberOfTaskSlots"] == 2  # 3 subtasks on 2 TaskManagers
+    assert conf["execution.checkpointing.dir"] == "file:///flink-state/checkpoints"
+    # The distribution's JVM options come along (Flink reflects into java.base on 17).
+    shipped = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text())
+    assert conf["env.java.opts.all"].split() == shipped["env"]["java"]["opts"]["all"].split()
+    services = {
+        n: {port["port"] for port in by_name["Service", n]["spec"]["ports"]}
+        for n in ("demo-flink-jobmanager", "demo-flink-rest")
+    }
+    assert services == {"demo-flink-jobmanager": {6123, 6124}, "demo-flink-rest": {8081}}
+    for role, replicas in (("jobmanager", 1), ("taskmanager", 2)):
+        deployment = by_name["Deployment", f"demo-flink-{role}"]
+        assert deployment["spec"]["replicas"] == replicas
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["command"] == [f"/opt/flink/bin/{role}.sh", "start-foreground"]
+        assert container["image"] == OperatorConfig().flink_image
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert claims == [
+            {"name": "state", "persistentVolumeClaim": {"claimName": "demo-flink-state"}}
+        ]
+    selector = by_name["Deployment", "demo-flink-jobmanager"]["spec"]["selector"]["matchLabels"]
+    assert by_name["Service", "demo-flink-rest"]["spec"]["selector"] == selector
+
+
+def test_installation_defaults_fill_only_what_the_spec_leaves_open() -> None:
+    def resolved(**fields: Any) -> QARunSpec:
+        return p.with_installation_defaults(
+            spec(**fields), flink_mode=FlinkMode.STANDALONE,
+            kafka_provider=KafkaProvider.EXTERNAL, kafka_bootstrap="kafka.example:9092",
+        )  # fmt: skip
+
+    chosen = resolved()
+    assert (chosen.flink.mode, chosen.kafka.provider) == ("standalone", "external")
+    assert p.plan("r", "ns", chosen).bootstrap == "kafka.example:9092"
+    own = resolved(flink={"mode": "operator"}, kafka={"provider": "strimzi"})
+    assert (own.flink.mode, own.kafka.provider) == ("operator", "strimzi")
+    assert p.plan("r", "ns", own).bootstrap == "qarun-kafka-bootstrap:9092"

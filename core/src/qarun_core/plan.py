@@ -184,12 +184,11 @@ def with_installation_defaults(
 ) -> QARunSpec:
     """The spec with what it leaves to the installation filled in: the Flink mode, the
     Kafka provider and (for a Kafka the stack does not run) the bootstrap servers."""
-    kafka = spec.kafka.model_copy(
-        update={
-            "provider": spec.kafka.provider or kafka_provider,
-            "bootstrap_servers": spec.kafka.bootstrap_servers or kafka_bootstrap,
-        }
-    )
+    provider = spec.kafka.provider or kafka_provider
+    servers = spec.kafka.bootstrap_servers
+    if not servers and provider is KafkaProvider.EXTERNAL:
+        servers = kafka_bootstrap  # Strimzi's and the stack's brokers have their Service
+    kafka = spec.kafka.model_copy(update={"provider": provider, "bootstrap_servers": servers})
     flink = spec.flink.model_copy(update={"mode": spec.flink.mode or flink_mode})
     return spec.model_copy(update={"kafka": kafka, "flink": flink})
 
