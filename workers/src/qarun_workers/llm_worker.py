@@ -115,10 +115,20 @@ class LLMWorker:
 
     async def run(self) -> None:
         self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
+        lag = asyncio.create_task(self._measure_lag())
         try:
             await self._loop()
         finally:
+            lag.cancel()
             await self._drain()
+
+    async def _measure_lag(self, every: float = 0.05) -> None:
+        """How late the event loop wakes: the host's share of the measured latencies."""
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(every)
+            late = time.perf_counter() - started - every
+            self.limit.host_lag += 0.2 * (late - self.limit.host_lag)
 
     async def _loop(self) -> None:
         while not self.shutdown:
