@@ -5,8 +5,10 @@ so the controller tells them apart instead of cutting on any failure:
 
 * **Rate limits** (a 429 carrying Retry-After or `x-ratelimit-*` headers) say how
   many requests or tokens a minute the provider takes, whatever the concurrency.
-  They are paced by rate, fleet-wide, in the shared buckets of `qarun_workers.limits`;
-  the worker reports them with `rate_limited()`, which leaves the limit alone.
+  They are paced by rate, fleet-wide, in the shared buckets of `qarun_workers.limits`
+  (the provider's limits learned from its headers; a used-up one holds the fleet
+  until it refills), and the refused call waits its Retry-After in the retry tier.
+  The worker reports them with `rate_limited()`, which leaves the limit alone.
 * **Overload** (503s, timeouts, 429s without pacing headers, latency rising above its
   baseline) says the provider's capacity is full. The limit shrinks, at most once
   per latency window, and grows back in proportion to itself.
