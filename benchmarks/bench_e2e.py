@@ -45,9 +45,11 @@ from typing import Any
 
 import psycopg
 
-from qarun_cli.runner import LocalRunner, Options, Progress
+from qarun_cli.report import results
+from qarun_cli.runner import LocalRunner, Options
 from qarun_cli.specfile import load
 from qarun_cli.state import RunDir
+from qarun_core.summary import RunSummary, all_results_in
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_worker import baseline, sim_stats, start_simulator
@@ -169,9 +171,10 @@ def pipeline(
     answered: list[int] = []  # first answers from the LLM when the window opens
     started_wall = time.time()
 
-    def on_tick(runner: LocalRunner, progress: Progress) -> None:
+    def on_tick(runner: LocalRunner, summary: RunSummary) -> None:
         now = time.time()
-        if progress.results and not first_result:
+        done = results(summary)
+        if done and not first_result:
             first_result.append(now)
             print(f"{phase.run}: first result after {now - started_wall:.0f} s", flush=True)
         if not first_result or runner.stack is None:
@@ -179,7 +182,7 @@ def pipeline(
         if not window and now >= first_result[0] + args.warmup:
             # The sustained run waits for the queue that built up while Flink started
             # to drain, so its window sees the pipeline at the offered rate.
-            backlog = progress.sent - progress.results
+            backlog = summary.progress.sent - done
             if (
                 not phase.drain
                 or backlog <= phase.rate * (args.latency + 1)
@@ -191,7 +194,7 @@ def pipeline(
         if not window:
             return
         start = window[0]
-        if now >= start + args.window or progress.done:
+        if now >= start + args.window or all_results_in(summary):
             dsn = runner.stack.postgres.dsn
             end = min(now, start + args.window)
             llm_rate = (first_answers(sim_port) - answered[0]) / (now - start)

@@ -15,10 +15,12 @@ from typing import Protocol, TypeVar
 import pytest
 
 from qarun_devstack.flink import FlinkSetup
+from qarun_devstack.flink_session import FlinkSession
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster
 from qarun_devstack.paths import MissingComponentError
 from qarun_devstack.postgres import Postgres
+from qarun_devstack.process import free_port
 from qarun_devstack.redis import Redis
 
 
@@ -71,3 +73,18 @@ def flink() -> FlinkSetup:
         return FlinkSetup()
     except MissingComponentError as missing:
         pytest.fail(str(missing), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def flink_session_port() -> int:
+    """The REST port of the session below, chosen first: the in-process operator is told
+    it when it starts, and the session starts only for the tests that need it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def flink_session(flink_session_port: int) -> Iterator[FlinkSession]:
+    """A standalone Flink session cluster (JobManager + TaskManager processes)."""
+    yield from _started(
+        lambda d: FlinkSession(d, rest_port=flink_session_port).start(), "flink-session"
+    )

@@ -30,9 +30,11 @@ import psycopg
 import pytest
 
 from qarun_cli.local import latest_checkpoint
-from qarun_cli.runner import LocalRunner, Options, Progress
+from qarun_cli.report import results
+from qarun_cli.runner import LocalRunner, Options
 from qarun_cli.specfile import load
 from qarun_cli.state import RunDir
+from qarun_core.summary import RunSummary, all_results_in
 from qarun_workers.generator import question_id
 
 RUN = "faults"
@@ -65,18 +67,19 @@ class FaultPlan:
         self.killed: dict[str, dict[str, Any]] = {}
         self.final: dict[str, Any] = {}
 
-    def __call__(self, runner: LocalRunner, progress: Progress) -> None:
+    def __call__(self, runner: LocalRunner, summary: RunSummary) -> None:
         supervisor = runner.supervisor
+        done = results(summary)
         for name, fraction in KILLS:
-            if name in self.killed or progress.results < fraction * TOTAL:
+            if name in self.killed or done < fraction * TOTAL:
                 continue
             checkpoint = latest_checkpoint(runner.checkpoints)
             if name == "scoring" and checkpoint is None:
                 continue
             pid = supervisor.kill(name, 0)
-            self.killed[name] = {"pid": pid, "results": progress.results, "checkpoint": checkpoint}
+            self.killed[name] = {"pid": pid, "results": done, "checkpoint": checkpoint}
             return  # one kill per tick: the next one finds the previous restarted
-        if progress.done and not self.final and runner.stack is not None:
+        if all_results_in(summary) and not self.final and runner.stack is not None:
             self.final = self.collect(runner)
 
     def collect(self, runner: LocalRunner) -> dict[str, Any]:

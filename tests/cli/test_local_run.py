@@ -96,6 +96,12 @@ def status(env: dict[str, str]) -> dict[str, Any]:
         return {}
 
 
+def results(data: dict[str, Any]) -> int:
+    """Questions with a result in a RunSummary's JSON (or in status.json's summary)."""
+    progress = data.get("summary", data).get("progress", {})
+    return sum(int(progress.get(name, 0)) for name in ("validated", "exhausted", "failed"))
+
+
 RUNNER_OUT: dict[int, Path] = {}  # pid of a `qarun run` -> where its output goes
 
 
@@ -122,7 +128,7 @@ def interrupted(env: dict[str, str], spec_file: Path) -> dict[str, Any]:
     """Run 1: started, scaled to 3 workers, then stopped with Ctrl-C part-way."""
     proc = start(env, spec_file)
     try:
-        until(lambda: status(env).get("progress", {}).get("results", 0) >= 30, 300, "results", proc)
+        until(lambda: results(status(env)) >= 30, 300, "results", proc)
         shown = qarun(env, "status", "e2e")
         scaled = qarun(env, "scale", "e2e", "3")
         until(
@@ -146,7 +152,7 @@ def test_ctrl_c_stops_every_process(interrupted: dict[str, Any], env: dict[str, 
     assert len(pids) >= 8  # sim, storage writer, retry, 3 workers, scoring, generator
     assert not [pid for pid in pids if pid and pid_alive(pid)]
     assert not (Path(env["QARUN_STATE_DIR"]) / "runs" / "e2e" / "run.json").exists()
-    assert 0 < interrupted["seen"]["progress"]["results"] < TOTAL
+    assert 0 < results(interrupted["seen"]) < TOTAL
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +161,7 @@ def resumed(interrupted: dict[str, Any], env: dict[str, str], spec_file: Path) -
     before = qarun(env, "report", "e2e", "--json")
     proc = start(env, spec_file, "--rate", "6", "--sim-faults", "400=0.05", "--timeout", "400")
     try:
-        page = dashboard_during_run(env, proc, json.loads(before.stdout)["results"])
+        page = dashboard_during_run(env, proc, results(json.loads(before.stdout)))
         code = proc.wait(timeout=480)
     finally:
         if proc.poll() is None:
@@ -174,7 +180,7 @@ COUNTERS = ("results", "validated", "exhausted", "failed")
 def api_counts(api_url: str) -> dict[str, int]:
     with urllib.request.urlopen(f"{api_url}/runs/e2e/summary", timeout=10) as answer:  # noqa: S310
         summary = json.loads(answer.read())
-    counts = {name: int(summary["counts"].get(name, 0)) for name in COUNTERS[1:]}
+    counts = {name: int(summary["progress"][name]) for name in COUNTERS[1:]}
     return {"results": sum(counts.values()), **counts}
 
 
@@ -201,8 +207,7 @@ def dashboard_during_run(
     record = Path(env["QARUN_STATE_DIR"]) / "runs" / "e2e" / "run.json"
     until(record.exists, 120, "the live run's record", proc)
     live = json.loads(record.read_text())
-    results = lambda: status(env).get("progress", {}).get("results", 0)  # noqa: E731
-    until(lambda: results() > done_before, 300, "new results", proc)
+    until(lambda: results(status(env)) > done_before, 300, "new results", proc)
     url = live["extra"]["dashboard"]
     before = api_counts(live["api_url"])
     dom = chromium("--virtual-time-budget=6000", "--dump-dom", url)
@@ -226,17 +231,17 @@ def dashboard_during_run(
         "after": after,
         "shown": shown,
         "dom": dom,
-        "done": results(),
+        "done": results(status(env)),
     }
 
 
 def test_rerun_resumes_and_completes(resumed: dict[str, Any], env: dict[str, str]) -> None:
     assert resumed["code"] == 0
-    done_before = resumed["before"]["results"]
+    done_before = results(resumed["before"])
     assert done_before > 0
-    progress = resumed["status"]["progress"]
+    progress = resumed["status"]["summary"]["progress"]
     assert resumed["status"]["phase"] == "Succeeded"
-    assert progress["results"] == TOTAL
+    assert results(resumed["status"]) == TOTAL
     # Only the questions without a stored result were sent again.
     assert progress["sent"] <= TOTAL - done_before
 
@@ -260,20 +265,20 @@ def test_report_of_the_stopped_run(resumed: dict[str, Any], env: dict[str, str])
     done = qarun(env, "report", "e2e", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["results"] == TOTAL
-    assert summary["validated"] + summary["exhausted"] + summary["failed"] == TOTAL
-    assert summary["failed"] > 0  # the permanent errors of run 2
-    assert 0.5 < summary["score_mean"] < 1.0
-    assert sum(summary["attempts_used"].values()) == TOTAL - summary["failed"]
-    assert set(summary["llm_latency_ms"]) == {"p50", "p95", "p99"}
-    assert summary["llm_latency_ms"]["p50"] >= 200  # the simulator's latency
+    progress = summary["progress"]
+    assert results(summary) == TOTAL
+    assert progress["failed"] > 0  # the permanent errors of run 2
+    assert 0.5 < summary["score"]["mean"] < 1.0
+    assert sum(summary["attempts"].values()) == TOTAL - progress["failed"]
+    assert set(summary["latencyMs"]["llm"]) == {"p50", "p95", "p99"}
+    assert summary["latencyMs"]["llm"]["p50"] >= 200  # the simulator's latency
     table = qarun(env, "report", "e2e")
     assert "score mean / sd" in table.stdout
     assert f"questions with a result                {TOTAL}" in table.stdout
 
 
 def test_dead_letters_and_replay(resumed: dict[str, Any], env: dict[str, str]) -> None:
-    failed = json.loads(qarun(env, "report", "e2e", "--json").stdout)["failed"]
+    failed = json.loads(qarun(env, "report", "e2e", "--json").stdout)["progress"]["failed"]
     listed = qarun(env, "dlq", "e2e")
     assert listed.returncode == 0, listed.stderr
     assert "permanent_error" in listed.stdout
@@ -281,5 +286,5 @@ def test_dead_letters_and_replay(resumed: dict[str, Any], env: dict[str, str]) -
     assert replay.returncode == 0, replay.stderr
     assert f"{failed} failed questions will be asked again" in replay.stdout
     after = json.loads(qarun(env, "report", "e2e", "--json").stdout)
-    assert after["results"] == TOTAL - failed
-    assert after["failed"] == 0
+    assert results(after) == TOTAL - failed
+    assert after["progress"]["failed"] == 0

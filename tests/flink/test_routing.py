@@ -96,7 +96,7 @@ def test_run_metrics_mean_sd_and_attempts() -> None:
     data = json.loads(metrics.merge(RunMetrics()).to_json("r", 0, 1000))
     assert data["count"] == 3
     assert data["score_mean"] == pytest.approx((0.2 + 0.8 + 0.9) / 3, abs=1e-6)
-    sd = math.sqrt(sum((x - 19 / 30) ** 2 for x in (0.2, 0.8, 0.9)) / 2)
+    sd = math.sqrt(sum((x - 19 / 30) ** 2 for x in (0.2, 0.8, 0.9)) / 3)  # population
     assert data["score_stddev"] == pytest.approx(sd, abs=1e-6)
     assert data["outcomes"] == {"regenerated": 1, "validated": 2}
     assert data["final_by_attempt"] == {"1": 1, "2": 1}

@@ -96,7 +96,6 @@ metadata: {name: qarun-smoke-scoring, namespace: default}
 spec:
   deploymentName: qarun-smoke-session
   job:
-    jarURI: local:///opt/flink/opt/flink-python-2.2.0.jar
     entryClass: org.apache.flink.client.python.PythonDriver
     args: ["-py", "/opt/qarun/job.py"]
     parallelism: 2

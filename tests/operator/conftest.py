@@ -13,13 +13,17 @@ import pytest
 from optools import (
     CRD_FILE,
     OPERATOR_NAMESPACE,
-    SummaryServer,
+    SummaryAPI,
     ensure_namespace,
     render_operator_chart,
     service_account_kubeconfig,
+    start_summary_api,
 )
 
+from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster
+from qarun_devstack.postgres import Postgres
+from qarun_devstack.redis import Redis
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +54,24 @@ def operator_rbac(qarun_crd: KubeCluster) -> KubeCluster:
 
 
 @pytest.fixture(scope="session")
-def summary_server() -> Iterator[SummaryServer]:
-    server = SummaryServer()
-    yield server
-    server.stop()
+def summary_api(
+    kafka: KafkaBroker,
+    postgres: Postgres,
+    redis: Redis,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SummaryAPI]:
+    api = start_summary_api(
+        kafka, postgres, redis, tmp_path_factory.mktemp("summary-api") / "api.log"
+    )
+    yield api
+    api.service.stop()
 
 
 @pytest.fixture(scope="session")
 def operator(
     operator_rbac: KubeCluster,
-    summary_server: SummaryServer,
+    summary_api: SummaryAPI,
+    flink_session_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """The operator in-process, authenticated as the chart's ServiceAccount."""
@@ -70,8 +82,12 @@ def operator(
     )
     env = {
         "KUBECONFIG": str(kubeconfig),
-        "QARUN_OPERATOR_SUMMARY_URL": summary_server.url,
+        "QARUN_OPERATOR_SUMMARY_URL": summary_api.url,
         "QARUN_OPERATOR_STATUS_INTERVAL_SECONDS": "1",
+        # Standalone session clusters' REST API: the pods on kwok run nothing, so every
+        # run's JobManager is the flink_session fixture's (started by the tests that
+        # submit a job).
+        "QARUN_OPERATOR_FLINK_REST_URL": f"http://127.0.0.1:{flink_session_port}",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
+import sys
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster
+from qarun_devstack.postgres import Postgres
+from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.redis import Redis
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
@@ -52,38 +56,34 @@ def render_operator_chart(kube: KubeCluster, *extra: str) -> str:
     ).stdout  # fmt: skip
 
 
-class SummaryServer:
-    """Plays the API's GET /runs/{run}/summary: tests set what each run reports."""
+@dataclass
+class SummaryAPI:
+    """The real QARun API (qarun-api) on the test's PostgreSQL, Redis and Kafka: the
+    operator reads each run's summary from it, as on a cluster."""
 
-    def __init__(self) -> None:
-        self.summaries: dict[str, JSON] = {}
-        summaries = self.summaries
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = self.path.split("?")[0].strip("/").split("/")
-                body = summaries.get(parts[1]) if len(parts) == 3 else None
-                data = json.dumps(body).encode()
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    service: Service
+    port: int
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/runs/{{run}}/summary"
+        return f"http://127.0.0.1:{self.port}/runs/{{run}}/summary"
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+
+def start_summary_api(
+    kafka: KafkaBroker, postgres: Postgres, redis: Redis, log: Path
+) -> SummaryAPI:
+    port = free_port()
+    env = {
+        "QARUN_KAFKA__BOOTSTRAP": kafka.bootstrap,
+        "QARUN_STORAGE__POSTGRES_DSN": postgres.dsn,
+        "QARUN_STORAGE__REDIS_URL": redis.url,
+        "QARUN_API__HOST": "127.0.0.1",
+        "QARUN_API__PORT": str(port),
+    }
+    argv = [sys.executable, "-m", "qarun_workers.api"]
+    service = Service("qarun-api", argv, log, env=env).start()
+    service.wait_ready(lambda: port_open(port), 60, "listening")
+    return SummaryAPI(service, port)
 
 
 def service_account_kubeconfig(kube: KubeCluster, path: Path) -> Path:

@@ -5,14 +5,17 @@ operator's RBAC is least-privilege (the acceptance tests prove it is enough)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from optools import CHARTS, OPERATOR_NAMESPACE, OPERATOR_SA, ensure_namespace
+from optools import CHARTS, OPERATOR_NAMESPACE, OPERATOR_SA, ROOT, ensure_namespace
 
+from qarun_core import plan as p
+from qarun_core.spec import QARunSpec
 from qarun_devstack import paths
 from qarun_devstack.kube import KubeCluster
 
@@ -168,10 +171,14 @@ def test_operator_rbac_has_no_wildcard_and_no_secrets(operator_rbac: KubeCluster
     assert can("patch", "qaruns/status")
     assert can("patch", "qaruns/scale")
     assert can("create", "flinksessionjobs.flink.apache.org")
+    # A standalone Flink session: its ConfigMap, Services and checkpoint volume's claim.
+    for resource in ("configmaps", "services", "persistentvolumeclaims"):
+        assert can("create", resource) and can("delete", resource), resource
     for verb, resource in [
         ("get", "secrets"), ("list", "secrets"), ("create", "pods"), ("delete", "qaruns"),
         ("create", "clusterroles"), ("create", "rolebindings"), ("update", "deployments"),
-        ("get", "configmaps"), ("create", "serviceaccounts/token"),
+        ("update", "configmaps"), ("create", "persistentvolumes"),
+        ("create", "serviceaccounts/token"),
     ]:  # fmt: skip
         assert not can(verb, resource), f"the operator may {verb} {resource}"
 
@@ -200,5 +207,67 @@ def test_stack_wires_names_a_qarun_uses_by_default(kube: KubeCluster, stack_char
         e["name"]: e.get("value")
         for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == "qarun-workers:0.1.0"
+    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == "qarun/workers:0.1.0"
     assert json.dumps(manifests).count("sk-") == 0
+
+
+def test_sample_run_references_only_secrets_the_stack_creates(
+    kube: KubeCluster, stack_chart: Path
+) -> None:
+    """k8s/qarun.yaml on the default stack (the simulator) must not name a Secret that
+    does not exist: its pods would sit in CreateContainerConfigError."""
+    manifests = docs(kube.helm("template", "qarun", str(stack_chart), "-n", STACK_NAMESPACE).stdout)
+    secrets = {m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"}
+    sample = yaml.safe_load((ROOT / "k8s" / "qarun.yaml").read_text())
+    run = p.plan(
+        sample["metadata"]["name"], STACK_NAMESPACE, QARunSpec.model_validate(sample["spec"])
+    )
+    referenced = {s.secret for c in run.components for s in c.secret_env}
+    assert referenced, "the sample run names no Secret at all (PostgreSQL's DSN is one)"
+    assert referenced <= secrets, f"missing Secrets: {referenced - secrets}"
+
+
+# Strimzi releases the stack may pin, with the Kafka versions each runs (the image map
+# of its chart). Strimzi went from 0.51.0 to 1.0.0; 1.x serves only the v1 API.
+STRIMZI_RELEASES = {"1.2.0": ("4.2.0", "4.2.1", "4.3.0", "4.3.1")}
+
+
+def test_strimzi_pin_is_a_release_matching_the_chart_the_tests_render() -> None:
+    chart = yaml.safe_load((CHARTS / "qarun-stack" / "Chart.yaml").read_text())
+    pinned = {d["name"]: d["version"] for d in chart["dependencies"]}["strimzi-kafka-operator"]
+    assert pinned in STRIMZI_RELEASES, f"Strimzi {pinned} is not a release the stack knows"
+    image_map = paths.upstream_charts() / "strimzi-kafka-operator/templates/_kafka_image_map.tpl"
+    kafka = sorted(set(re.findall(r"^\s+(\d+\.\d+\.\d+)=", image_map.read_text(), re.M)))
+    assert tuple(kafka) == STRIMZI_RELEASES[pinned], kafka
+
+
+def test_image_registry_and_tags_reach_every_qarun_image(
+    kube: KubeCluster, stack_chart: Path
+) -> None:
+    """Every QARun image is [global.imageRegistry/]qarun/NAME:<appVersion> unless a tag is
+    set: what `make images` pushes and `kind load docker-image` loads."""
+    version = yaml.safe_load((CHARTS / "qarun-stack" / "Chart.yaml").read_text())["appVersion"]
+
+    def images(*extra: str) -> tuple[set[str], dict[str, str]]:
+        rendered = kube.helm("template", "qarun", str(stack_chart), "-n", STACK_NAMESPACE, *extra)
+        manifests = docs(rendered.stdout)
+        found, env = set(), {}
+        for m in manifests:
+            if m["kind"] in ("Deployment", "StatefulSet") and m["metadata"]["name"].startswith(
+                ("qarun-api", "qarun-llm-sim", "qarun-qarun-operator")
+            ):
+                container = m["spec"]["template"]["spec"]["containers"][0]
+                found.add(container["image"])
+                env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+        return found, env
+
+    found, env = images()
+    assert found == {f"qarun/workers:{version}", f"qarun/operator:{version}"}
+    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == f"qarun/workers:{version}"
+    assert env["QARUN_OPERATOR_FLINK_IMAGE"] == f"qarun/flink:{version}"
+    found, env = images("--set", "global.imageRegistry=registry.local:5000")
+    assert found == {
+        f"registry.local:5000/qarun/workers:{version}",
+        f"registry.local:5000/qarun/operator:{version}",
+    }
+    assert env["QARUN_OPERATOR_FLINK_IMAGE"] == f"registry.local:5000/qarun/flink:{version}"

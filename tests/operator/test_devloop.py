@@ -76,6 +76,24 @@ class Recorder:
         return [(a, k) for n, a, k in self.calls if n == name]
 
 
+# What the extensions' functions return, where the Tiltfile uses the result.
+EXTENSIONS: dict[str, Any] = {
+    "namespace_inject": lambda manifests, namespace: ("namespace_inject", manifests, namespace),
+}
+
+
+def copied_paths(dockerfile: Path) -> list[str]:
+    """The build-context paths a Dockerfile's COPY instructions read (not --from=stage)."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    paths: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        paths += [w for w in words[1:-1] if not w.startswith("--")]
+    return paths
+
+
 def evaluate_tiltfile(helm_render: Any) -> Recorder:
     source = (ROOT / "Tiltfile").read_text()
     tree = ast.parse(source, "Tiltfile")
@@ -87,6 +105,7 @@ def evaluate_tiltfile(helm_render: Any) -> Recorder:
     rec = Recorder()
     scope: dict[str, Any] = {
         "__builtins__": {"str": str, "len": len, "print": print},
+        "read_file": rec.builtin("read_file", lambda path: (ROOT / path).read_text()),
         "os": type("os", (), {"path": type("path", (), {"exists": staticmethod(os.path.exists)})}),
         "helm": rec.builtin("helm", helm_render),
         "sync": rec.builtin("sync", lambda src, dst: (src, dst)),
@@ -99,7 +118,7 @@ def evaluate_tiltfile(helm_render: Any) -> Recorder:
         """Starlark's load() binds the extension's names into the module scope."""
         assert module.startswith("ext://"), module
         for name in names:
-            scope[name] = rec.builtin(name)
+            scope[name] = rec.builtin(name, EXTENSIONS.get(name))
 
     scope["load"] = load
     cwd = Path.cwd()
@@ -141,12 +160,18 @@ def test_tiltfile_evaluates_and_its_references_hold(kube: KubeCluster, stack_cop
         assert dockerfile.is_file(), dockerfile
         text = dockerfile.read_text()
         assert "\nUSER " in text and "USER root\n" not in text.split("\nUSER ")[-1]  # non-root last
-        for path in kwargs.get("only", []):
+        only = kwargs.get("only", [])
+        for path in only:
             assert (ROOT / path).exists() or path.startswith(".cache"), path
+        # Tilt sends only these paths as the build context: every COPY must find its source.
+        for source in copied_paths(dockerfile):
+            assert any(source == p or source.startswith(p.rstrip("/") + "/") for p in only), (
+                f"{kwargs['dockerfile']} copies {source}, which the Tiltfile's only= leaves out"
+            )
         for src, _ in kwargs.get("live_update", []):
             assert (ROOT / src).is_dir(), src
         images[ref] = context
-    assert set(images) == {"qarun-operator", "qarun-workers", "qarun-flink"}
+    assert set(images) == {"qarun/operator", "qarun/workers", "qarun/flink"}
 
     workloads = {
         m["metadata"]["name"] for m in rendered if m["kind"] in ("Deployment", "StatefulSet")
@@ -161,12 +186,22 @@ def test_tiltfile_evaluates_and_its_references_hold(kube: KubeCluster, stack_cop
         if m["kind"] == "Deployment" and m["metadata"]["name"] == "qarun-qarun-operator"
     )
     container = operator["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"].startswith("qarun-operator")
+    assert container["image"].startswith("qarun/operator:")
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == "qarun-workers"  # Tilt substitutes its tag
+    # Tilt substitutes the tag it built wherever the image's name appears.
+    assert env["QARUN_OPERATOR_WORKER_IMAGE"].startswith("qarun/workers:")
+    assert env["QARUN_OPERATOR_FLINK_IMAGE"].startswith("qarun/flink:")
+    # The restart wrapper runs the entrypoint followed by the container's args.
+    [(_, restart)] = rec.named("docker_build_with_restart")
+    assert "command" not in container
+    argv = [*restart["entrypoint"], *container["args"]]
+    assert argv[:2] == ["kopf", "run"] and argv.count("run") == 1, argv
     api = next(
         m for m in rendered if m["kind"] == "Service" and m["metadata"]["name"] == "qarun-api"
     )
     assert api["spec"]["type"] == "NodePort"
     assert api["spec"]["ports"][0]["nodePort"] == 30080
-    assert rec.named("k8s_yaml")[-1][0] == ("k8s/qarun.yaml",)
+    # The sample run goes to the stack's namespace, which the Tiltfile creates.
+    assert rec.named("namespace_create")[0][0] == ("qarun",)
+    sample = (ROOT / "k8s" / "qarun.yaml").read_text()
+    assert rec.named("k8s_yaml")[-1][0] == (("namespace_inject", sample, "qarun"),)

@@ -13,16 +13,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from optools import (
     ROOT,
-    SummaryServer,
     ensure_namespace,
     get_json,
     wait_for,
 )
+from stored_runs import StoredRun
 
+from qarun_core.keys import Role, consumer_group
+from qarun_core.topics import RunTopics
+from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KWOK_NODE, KubeCluster
+from qarun_devstack.postgres import Postgres
+from qarun_devstack.redis import Redis
 
 NAMESPACE = "qarun-e2e"
 SAMPLE = ROOT / "k8s" / "qarun.yaml"
@@ -89,12 +97,18 @@ def create_secrets(kube: KubeCluster) -> None:
         kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
 
 
-def test_qarun_lifecycle(kube: KubeCluster, operator: Any, summary_server: SummaryServer) -> None:
+def test_qarun_lifecycle(
+    kube: KubeCluster, operator: Any, postgres: Postgres, redis: Redis
+) -> None:
     ensure_namespace(kube, NAMESPACE)
     create_secrets(kube)
 
     # 1. Every child exists, owned by the QARun, within seconds.
-    kube.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", str(SAMPLE))
+    # The sample with a real provider's key (the simulator needs none): the Secret is
+    # referenced by the workers, never copied.
+    sample = yaml.safe_load(SAMPLE.read_text())
+    sample["spec"]["llm"]["apiKeySecretRef"] = {"name": "llm-credentials", "key": "apiKey"}
+    kube.kubectl("apply", "--server-side", "-n", NAMESPACE, "-f", "-", input=json.dumps(sample))
     started = time.monotonic()
     uid = qarun(kube)["metadata"]["uid"]
 
@@ -241,33 +255,42 @@ def test_qarun_lifecycle(kube: KubeCluster, operator: Any, summary_server: Summa
             set_status(kube, "flinkdeployment", name, {"jobManagerDeploymentStatus": "READY"})
         elif kind == "FlinkSessionJob":
             set_status(kube, "flinksessionjob", name, {"jobStatus": {"state": "RUNNING"}})
-    summary_server.summaries[RUN] = {
-        "progress": {"total": 1000, "sent": 400, "answered": 380, "validated": 300},
-        "score": {"mean": 0.81, "stddev": 0.07},
-        "usage": {"promptTokens": 1000, "completionTokens": 2000, "costUSD": 0.5},
-        "attempts": {"1": 280, "2": 20},
-    }
+    # The run's API (the real one) summarises what the test stores, as the pipeline would.
+    stored = StoredRun(postgres.dsn, redis.url, RUN)
+    stored.generator(400, done=False)
+    stored.add("validated", 300, score=0.81)
+    stored.add("exhausted", 20, score=0.6, attempts=3)
     running = wait_for(
-        lambda: (q := qarun(kube))["status"].get("phase") == "Running" and q,
+        lambda: (
+            (q := qarun(kube))["status"].get("phase") == "Running"
+            and q["status"]["progress"]["validated"] == 300
+            and q
+        ),
         60,
-        "phase Running",
+        "phase Running with the stored results",
     )
     assert condition(running, "Ready")["status"] == "True"
     assert condition(running, "Degraded")["status"] == "False"
-    assert running["status"]["progress"]["validated"] == 300
-    assert running["status"]["score"]["mean"] == 0.81
+    progress = running["status"]["progress"]
+    assert (progress["sent"], progress["exhausted"], progress["answered"]) == (400, 20, 360)
+    assert progress["answered"] == stored.counts()["answered"]
+    mean = (300 * 0.81 + 20 * 0.6) / 320
+    assert running["status"]["score"]["mean"] == pytest.approx(mean)
+    assert running["status"]["attempts"] == {"1": 300, "3": 20}
+    assert running["status"]["usage"]["promptTokens"] == 300 * 10 + 20 * 30
     table = kube.kubectl("get", "qarun", RUN, "-n", NAMESPACE).stdout
     assert "Running" in table
-    assert "380" in table
-    assert "0.81" in table
+    assert "360" in table
+    assert "0.7968" in table  # (300 * 0.81 + 20 * 0.6) / 320 = 0.796875
 
     # 6. Every question has a final outcome: Succeeded, and the workers are released.
-    summary_server.summaries[RUN] = {
-        "progress": {"total": 1000, "sent": 1000, "answered": 1100, "validated": 950,
-                     "exhausted": 40, "failed": 10, "regenerated": 100},
-        "score": {"mean": 0.84, "stddev": 0.06},
-        "generatorDone": True,
-    }  # fmt: skip
+    stored.add("validated", 640, score=0.9)
+    stored.add("exhausted", 30, score=0.5, attempts=2)
+    stored.add("failed", 9)
+    stored.generator(1000, done=True)
+    time.sleep(3)  # a few status rounds: one result is still missing
+    assert qarun(kube)["status"]["phase"] == "Running"
+    stored.add("failed", 1)
     done = wait_for(
         lambda: (q := qarun(kube))["status"].get("phase") == "Succeeded" and q,
         60,
@@ -275,6 +298,10 @@ def test_qarun_lifecycle(kube: KubeCluster, operator: Any, summary_server: Summa
     )
     assert condition(done, "Succeeded")["status"] == "True"
     assert condition(done, "Succeeded")["reason"] == "AllAnswered"
+    assert done["status"]["progress"] == {
+        "total": 1000, "sent": 1000, "skipped": 0, "answered": 360 + 640 + 60,
+        "validated": 940, "regenerated": 50, "exhausted": 50, "failed": 10, "deadLettered": 0,
+    }  # fmt: skip
     assert done["status"]["finishedAt"]
     wait_for(
         lambda: (
@@ -350,3 +377,51 @@ def test_apply_errors_become_conditions_and_events(kube: KubeCluster, operator: 
     assert worker["metadata"]["ownerReferences"][0]["name"] == run
     kube.kubectl("delete", "qarun", run, "-n", NAMESPACE, "--wait=true")
     wait_for(lambda: not children(kube, run), 60, "the blocked run's children collected")
+
+
+def test_lag_above_lag_per_replica_scales_the_workers(
+    kube: KubeCluster, operator: Any, kafka: KafkaBroker
+) -> None:
+    """The lag is the real questions topic's: 350 questions that the workers' group has
+    not read ask for ceil(350 / 100) = 4 workers; once it has read all but 100, one."""
+    ensure_namespace(kube, NAMESPACE)
+    run = "laggy"
+    topic = RunTopics(run).questions
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for n in range(350):
+        producer.produce(topic, b"{}", key=str(n).encode())
+    assert producer.flush(30) == 0
+
+    sample = yaml.safe_load(Path(ROOT / "k8s" / "samples" / "minimal.yaml").read_text())
+    sample["metadata"] = {"name": run, "namespace": NAMESPACE}
+    sample["spec"]["workers"] = {
+        "replicas": 1,
+        "autoscale": {"enabled": True, "minReplicas": 1, "maxReplicas": 4, "lagPerReplica": 100},
+    }
+    kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(sample))
+
+    def workers() -> int:
+        d = get_json(kube, "deployment", f"{run}-llm-worker", "-n", NAMESPACE)
+        return int(d["spec"]["replicas"])
+
+    wait_for(lambda: workers() == 4, 60, "the workers scaled up to 4 on a lag of 350")
+    assert qarun(kube, run)["spec"]["workers"]["replicas"] == 4
+
+    # The workers' group commits all but 50 questions of each partition: lag 100.
+    group = Consumer(
+        {"bootstrap.servers": kafka.bootstrap, "group.id": consumer_group(run, Role.LLM_WORKER)}
+    )
+    try:
+        ends = [
+            group.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (0, 1)
+        ]
+        group.commit(
+            offsets=[TopicPartition(topic, p, end - 50) for p, end in enumerate(ends)],
+            asynchronous=False,
+        )
+    finally:
+        group.close()
+    wait_for(lambda: workers() == 1, 60, "the workers scaled down to 1 on a lag of 100")
+    kube.kubectl("delete", "qarun", run, "-n", NAMESPACE, "--wait=true")

@@ -140,6 +140,8 @@ def test_rendered_children_are_owned_labelled_and_hardened() -> None:
     session_job = next(m for m in manifests if m["kind"] == "FlinkSessionJob")
     assert session_job["spec"]["deploymentName"] == "demo-flink"
     assert session_job["spec"]["job"]["args"][:2] == ["-pym", "qarun_flink.job"]
+    # The Flink operator uploads its empty jar without a jarURI (and refuses local://).
+    assert "jarURI" not in session_job["spec"]["job"]
     assert "apiKey" not in json.dumps(manifests).replace('"key": "apiKey"', "")
 
 

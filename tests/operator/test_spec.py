@@ -14,10 +14,10 @@ from qarun_core.spec import (
     Phase,
     QARunSpec,
     QARunStatus,
-    RunSummary,
     ScoringMethod,
     validate_name,
 )
+from qarun_core.summary import RunSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = [ROOT / "k8s" / "qarun.yaml", *sorted((ROOT / "k8s" / "samples").glob("*.yaml"))]
@@ -105,6 +105,6 @@ def test_status_and_summary_parse_what_the_api_server_stores() -> None:
     )
     assert status.phase is Phase.RUNNING
     assert status.usage.cost_usd == 0.25
-    summary = RunSummary.model_validate({"progress": {"sent": 3}, "generatorDone": True})
-    assert summary.generator_done
-    assert summary.progress.sent == 3
+    # A summary of another shape fails to parse (it used to read as zero progress).
+    with pytest.raises(ValidationError, match="perAttempt"):
+        RunSummary.model_validate({"run": "r", "counts": {"validated": 3}, "score": {}})

@@ -41,6 +41,13 @@ class Simulator:
             result: dict[str, Any] = json.load(r)
             return result
 
+    def titles(self) -> dict[str, int]:
+        """How many calls each title got."""
+        url = f"http://127.0.0.1:{self.port}/stats/titles"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            result: dict[str, int] = json.load(r)
+            return result
+
 
 SimFactory = Callable[..., Simulator]
 

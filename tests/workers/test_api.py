@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from qarun_core.summary import RunSummary
 from qarun_devstack.process import free_port, port_open
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
@@ -106,12 +107,29 @@ def check_endpoints(port: int, run: str) -> None:
     assert status == 422
     assert ["body", "title"] in [e["loc"] for e in bad["detail"]]
 
+    status, unknown = call(port, "POST", "/query", {"title": "Why?", "run": "no-such-run"})
+    assert status == 404
+    assert "no-such-run" in unknown["detail"]
+    status, bad = call(port, "POST", "/query", {"title": "a\u0000b", "run": run})
+    assert status == 422  # PostgreSQL text cannot hold NUL: refused before the pipeline
+    assert ["body", "title"] in [e["loc"] for e in bad["detail"]]
+    status, bad = call(port, "GET", f"/runs/{run}/results?offset={2**63}")
+    assert status == 422
+    assert ["query", "offset"] in [e["loc"] for e in bad["detail"]]
+    assert call(port, "GET", "/runs/no-such-run/results")[0] == 404
+
     status, summary = call(port, "GET", f"/runs/{run}/summary")
     assert status == 200
-    assert summary["counts"]["validated"] >= TOTAL
-    assert 0 < summary["score"]["mean"] <= 1
-    assert summary["latency_ms"]["p50"] > 0
-    assert summary["tokens"]["prompt"] > 0
+    parsed = RunSummary.model_validate(summary)  # what the operator and the CLI read
+    assert parsed.progress.validated >= TOTAL
+    assert parsed.progress.sent == parsed.progress.total == TOTAL
+    assert parsed.generator_done
+    assert parsed.progress.answered >= parsed.progress.validated
+    assert parsed.score.mean is not None and 0 < parsed.score.mean <= 1
+    assert parsed.latency_ms.llm is not None and parsed.latency_ms.llm.p50 > 0
+    assert parsed.usage.prompt_tokens > 0
+    assert parsed.lag is not None
+    assert call(port, "GET", "/runs/not.a.run/summary")[0] == 422
 
     status, page = call(port, "GET", "/")  # redirected to the dashboard, same origin
     assert status == 200

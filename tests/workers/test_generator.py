@@ -7,6 +7,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from redis import Redis as RedisClient
 
+from qarun_core.keys import GeneratorRecord, generator_key
 from qarun_core.messages import Question
 from qarun_workers.generator import Generator, question_id
 from qarun_workers.kafka_io import Shutdown, ensure_run_topics
@@ -51,9 +52,13 @@ def test_generator_resumes_and_skips_answered(infra: Infra) -> None:
 
     first = Generator(settings, Shutdown(), redis, answered=set()).run()
     again = Generator(settings, Shutdown(), redis, answered=set()).run()
-    assert (first.sent, again.sent) == (30, 0)  # the second run resumes after the first
+    # The second run resumes after the first: it sends nothing, and its record keeps the
+    # counts of the first (they are the run's, not one process's).
+    assert (first.sent, again.sent) == (30, 30)
+    record = GeneratorRecord.from_redis(redis.hgetall(generator_key(run)))
+    assert record == GeneratorRecord(next=30, sent=30, skipped=0, done=True)
 
-    redis.delete(f"qarun:{run}:generator")
+    redis.delete(generator_key(run))
     answered = {question_id(run, n) for n in range(10)}
     fresh = Generator(settings, Shutdown(), redis, answered=answered).run()
     assert (fresh.sent, fresh.skipped) == (20, 10)

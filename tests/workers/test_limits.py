@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import redis as redis_client
 
-from qarun_workers.limits import budget_key
+from qarun_core.keys import budget_key
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
 from .pipeline import Infra, pipeline_env, start_pipeline

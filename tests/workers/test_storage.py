@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 
 from qarun_core.messages import Answer, DeadLetter, DeadLetterReason, Question
@@ -51,5 +53,28 @@ def test_upsert_keeps_the_best_answer_and_never_doubles(postgres: Postgres) -> N
         later = Answer.for_question(failed_q, answer="late", model="m", latency_ms=1)
         write_batch(conn, [later.result(later.scored(0.8), exhausted=False, scorer="s")], [letter])
         assert results(conn, run)[1] == ("q2", "validated", 0.8, "late")
-        count = conn.execute("SELECT count(*) FROM dead_letters WHERE run = %s", (run,)).fetchone()
-    assert count == (1,)
+        # The same question dead-lettered again from elsewhere (re-asked after a crash):
+        # still one letter, the latest; unreadable messages without a key stay apart.
+        later_on = letter.created_at + timedelta(seconds=1)
+        again = letter.model_copy(
+            update={"source_offset": 9, "detail": "503 again", "created_at": later_on}
+        )
+        unkeyed = [
+            DeadLetter.of(
+                run=run,
+                reason=DeadLetterReason.BAD_JSON,
+                detail="cut",
+                payload=b"{",
+                key=None,
+                topic="x",
+                offset=o,
+            )
+            for o in (3, 3, 4)
+        ]
+        write_batch(conn, [], [again, *unkeyed])
+        rows = conn.execute(
+            "SELECT question_id, source_offset, detail FROM dead_letters WHERE run = %s"
+            " ORDER BY source_offset",
+            (run,),
+        ).fetchall()
+    assert rows == [("", 3, "cut"), ("", 4, "cut"), ("q2", 9, "503 again")]

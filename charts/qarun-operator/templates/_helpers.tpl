@@ -53,6 +53,19 @@ events. No Secrets: workloads read them by reference, the operator never does.
   resources: [jobs]
   verbs: [get, list, create, patch, delete]
 - apiGroups: [""]
+  resources: [configmaps, services, persistentvolumeclaims]   # standalone Flink sessions
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- end -}}
+
+{{/*
+An image reference, [global.imageRegistry/]repository:tag with the tag defaulting to the
+chart's appVersion: (dict "root" $ "image" .Values.image).
+*/}}
+{{- define "qarun-operator.image" -}}
+{{- $registry := trimSuffix "/" (.root.Values.global.imageRegistry | default "") -}}
+{{- $ref := printf "%s:%s" .image.repository (.image.tag | default .root.Chart.AppVersion) -}}
+{{- if $registry -}}{{ printf "%s/%s" $registry $ref }}{{- else -}}{{ $ref }}{{- end -}}
 {{- end -}}

@@ -31,3 +31,22 @@ capabilities:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+An image reference, [global.imageRegistry/]repository:tag with the tag defaulting to the
+chart's appVersion: (dict "root" $ "image" .Values.workers.image).
+*/}}
+{{- define "qarun-stack.image" -}}
+{{- $registry := trimSuffix "/" (.root.Values.global.imageRegistry | default "") -}}
+{{- $ref := printf "%s:%s" .image.repository (toString .image.tag | default .root.Chart.AppVersion) -}}
+{{- if $registry -}}{{ printf "%s/%s" $registry $ref }}{{- else -}}{{ $ref }}{{- end -}}
+{{- end -}}
+
+{{/* The Kafka runs and the API use: an external one's servers, else the bootstrap Service. */}}
+{{- define "qarun-stack.bootstrap" -}}
+{{- if eq .Values.global.kafka.provider "external" -}}
+{{- required "global.kafka.bootstrapServers is required with global.kafka.provider=external" .Values.global.kafka.bootstrapServers -}}
+{{- else -}}
+{{- printf "%s-kafka-bootstrap:9092" .Values.kafka.name -}}
+{{- end -}}
+{{- end -}}

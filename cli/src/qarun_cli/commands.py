@@ -9,12 +9,15 @@ import json
 from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 
 from qarun_cli import deadletters
 from qarun_cli import report as reports
 from qarun_cli.errors import CLIError
 from qarun_cli.state import RunDir
+from qarun_core.keys import Table
 from qarun_core.spec import validate_name
+from qarun_core.summary import RunSummary
 from qarun_core.topics import RunTopics
 from qarun_devstack.paths import MissingComponentError
 from qarun_devstack.postgres import Postgres
@@ -100,25 +103,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """The runner's last status.json: its phase and processes, and the run's summary as
+    the runner last read it (qarun_core.summary.RunSummary, the API's shape)."""
     run_dir = _run_dir(args.run)
     live = run_dir.live()
     try:
         data = json.loads((run_dir.path / "status.json").read_text())
     except (FileNotFoundError, ValueError):
-        data = {"run": args.run, "phase": "Pending", "progress": {}, "processes": {}}
+        data = {"run": args.run, "phase": "Pending", "processes": {}}
     if live is None and data.get("phase") == "Running":
         data["phase"] = "Stopped"  # the runner was killed before it could say so
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    p = data.get("progress", {})
     print(f"run {args.run}: {data.get('phase')}" + (f" (pid {live.pid})" if live else ""))
-    if p:
+    if "summary" in data:
+        summary = RunSummary.model_validate(data["summary"])
+        p = summary.progress
         print(
-            f"  total {p.get('total', 0)}  sent {p.get('sent', 0)}  answered "
-            f"{p.get('answered', 0)}  validated {p.get('validated', 0)}  exhausted "
-            f"{p.get('exhausted', 0)}  failed {p.get('failed', 0)}  retries "
-            f"{p.get('retries', 0)}  throughput {p.get('throughput', 0):.1f}/s"
+            f"  total {p.total}  sent {p.sent}  answered {p.answered}  validated "
+            f"{p.validated}  exhausted {p.exhausted}  failed {p.failed}  retries "
+            f"{summary.retries}  throughput {data.get('rate', 0.0):.1f}/s"
         )
     for name, proc in data.get("processes", {}).items():
         print(
@@ -133,10 +138,11 @@ def status(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run)
+    live = run_dir.live()
     with database(run_dir) as dsn:
-        summary = reports.summarize(dsn, args.run)
+        summary = reports.summarize(dsn, args.run, live.redis if live else "")
     if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(summary.model_dump_json(by_alias=True, indent=2))
     else:
         print(reports.render(summary))
     return 0
@@ -157,7 +163,7 @@ def dlq(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run)
     live = run_dir.live()
     if live is not None:
-        letters = deadletters.read_topic(live.kafka, RunTopics(args.run).dlq)
+        letters = deadletters.read_dead_letters(live.kafka, RunTopics(args.run).dlq)
     else:
         try:
             text = run_dir.dead_letters.read_text()
@@ -189,7 +195,7 @@ def replay(args: argparse.Namespace) -> int:
                 "(Ctrl-C), replay --exhausted, then run it again",
                 code=2,
             )
-        letters = deadletters.read_topic(live.kafka, RunTopics(args.run).dlq)
+        letters = deadletters.read_dead_letters(live.kafka, RunTopics(args.run).dlq)
         questions = [q for q in map(deadletters.replayable, letters) if q is not None]
         unique = list({q.question_id: q for q in questions}.values())
         sent = deadletters.publish(live.kafka, RunTopics(args.run).questions, unique)
@@ -199,19 +205,26 @@ def replay(args: argparse.Namespace) -> int:
             + (f" ({skipped} unreadable ones cannot be replayed)" if skipped else "")
         )
         return 0
+    results = sql.Identifier(Table.RESULTS)
     with database(run_dir) as dsn, psycopg.connect(dsn) as conn:
         ids = [
             row[0]
             for row in conn.execute(
-                "SELECT question_id FROM results WHERE run = %s AND status = ANY(%s)",
+                sql.SQL("SELECT question_id FROM {} WHERE run = %s AND status = ANY(%s)").format(
+                    results
+                ),
                 (args.run, statuses),
             )
         ]
         conn.execute(
-            "DELETE FROM attempts WHERE run = %s AND question_id = ANY(%s)", (args.run, ids)
+            sql.SQL("DELETE FROM {} WHERE run = %s AND question_id = ANY(%s)").format(
+                sql.Identifier(Table.ATTEMPTS)
+            ),
+            (args.run, ids),
         )
         conn.execute(
-            "DELETE FROM results WHERE run = %s AND question_id = ANY(%s)", (args.run, ids)
+            sql.SQL("DELETE FROM {} WHERE run = %s AND question_id = ANY(%s)").format(results),
+            (args.run, ids),
         )
     print(
         f"run {args.run}: {len(ids)} {' and '.join(statuses)} questions will be asked again "

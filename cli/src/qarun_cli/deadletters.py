@@ -9,7 +9,29 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from qarun_core.messages import DeadLetter, PoisonMessageError, Question
+from qarun_core.messages import DeadLetter, PoisonMessageError, Question, letter_identity
+
+
+def read_dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """The run's dead letters, one per question (the latest), in the topic's order."""
+    return unique_letters(read_topic(bootstrap, topic))
+
+
+def unique_letters(letters: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One letter per `letter_identity`: a crash can publish a question's letter twice."""
+    kept: dict[str, dict[str, Any]] = {}
+    for n, letter in enumerate(letters):
+        if letter.get("kind") != "dead_letter":  # unreadable: nothing to tell it apart by
+            kept[f"unreadable:{n}"] = letter
+            continue
+        identity = letter_identity(
+            str(letter.get("question_id") or ""),
+            str(letter.get("source_topic") or ""),
+            int(letter.get("source_partition", -1)),
+            int(letter.get("source_offset", -1)),
+        )
+        kept[identity] = letter  # the latest; the first one's place in the order
+    return list(kept.values())
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from typing import TextIO
 
 import psycopg
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from qarun_cli import local, report
@@ -42,7 +42,7 @@ from qarun_cli.errors import CLIError
 from qarun_cli.specfile import SpecFile
 from qarun_cli.state import LiveRun, RunDir
 from qarun_cli.supervisor import Supervisor
-from qarun_core.topics import RunTopics
+from qarun_core.summary import RunSummary, all_results_in
 from qarun_devstack.paths import MissingComponentError
 from qarun_devstack.process import ServiceError, tail
 from qarun_devstack.stack import LocalStack
@@ -64,28 +64,6 @@ class Options:
     fresh: bool = False
     poll_seconds: float = 1.0
     out: TextIO = sys.stdout
-
-
-@dataclass
-class Progress:
-    total: int = 0
-    sent: int = 0
-    answered: int = 0
-    retries: int = 0
-    results: int = 0
-    validated: int = 0
-    exhausted: int = 0
-    failed: int = 0
-    generator_done: bool = False
-    throughput: float = 0.0  # results per second over the last few seconds
-
-    @property
-    def done(self) -> bool:
-        return self.generator_done and self.results >= self.sent_total
-
-    @property
-    def sent_total(self) -> int:
-        return self.total
 
 
 def parse_faults(text: str) -> dict[str, float]:
@@ -125,76 +103,38 @@ def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
 
 
 class Watcher:
-    """Reads progress from the infrastructure itself: Kafka offsets, Redis, PostgreSQL."""
+    """The run's summary each tick (qarun_core.summary, read as `qarun report` reads it),
+    and the recent rate of results for the progress line."""
 
-    def __init__(self, stack: LocalStack, topics: RunTopics, run: str) -> None:
-        self.topics = topics
+    def __init__(self, stack: LocalStack, run: str) -> None:
         self.run = run
         self.dsn = stack.postgres.dsn
-        self.redis = redis.Redis.from_url(stack.redis.url, socket_timeout=2)
-        self.consumer = Consumer(
-            {"bootstrap.servers": stack.kafka.bootstrap, "group.id": f"qarun-cli.{run}"}
-        )
+        self.redis_url = stack.redis.url
         self.history: deque[tuple[float, int]] = deque(maxlen=10)
+        self.summary = report.summarize_empty(run)
+        self.rate = 0.0  # results per second over the last few ticks
 
-    def end_offsets(self, topic: str) -> int:
-        meta = self.consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return 0
-        total = 0
-        for partition in meta.partitions:
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=5
-            )
-            total += max(high, 0)
-        return total
-
-    def progress(self, total: int) -> Progress:
-        p = Progress(total=total)
-        with contextlib.suppress(Exception):  # Kafka busy: keep the counters at 0 this round
-            p.answered = self.end_offsets(self.topics.answers)
-            p.retries = sum(self.end_offsets(t) for t in self.topics.retries)
-        with contextlib.suppress(Exception):
-            state = self.redis.hgetall(f"qarun:{self.run}:generator")
-            decoded = {k.decode(): v.decode() for k, v in state.items()}  # type: ignore[union-attr]
-            p.sent = int(decoded.get("sent", 0))
-            p.generator_done = decoded.get("done") == "1"
-            if p.generator_done:
-                p.total = int(decoded.get("next", total))
-        with (
-            contextlib.suppress(psycopg.Error),
-            psycopg.connect(self.dsn, connect_timeout=5) as conn,
-        ):
-            row = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE status = 'validated'),"
-                " count(*) FILTER (WHERE status = 'exhausted'),"
-                " count(*) FILTER (WHERE status = 'failed') FROM results WHERE run = %s",
-                (self.run,),
-            ).fetchone()
-            if row is not None:
-                p.results, p.validated, p.exhausted, p.failed = (int(v) for v in row)
-        now = time.monotonic()
-        self.history.append((now, p.results))
-        first_time, first_results = self.history[0]
+    def poll(self) -> RunSummary:
+        with contextlib.suppress(psycopg.Error, redis.RedisError):  # busy: keep the last one
+            self.summary = report.summarize(self.dsn, self.run, self.redis_url)
+        now, done = time.monotonic(), report.results(self.summary)
+        self.history.append((now, done))
+        first_time, first_done = self.history[0]
         if now > first_time:
-            p.throughput = (p.results - first_results) / (now - first_time)
-        return p
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.consumer.close()
-        with contextlib.suppress(Exception):
-            self.redis.close()
+            self.rate = (done - first_done) / (now - first_time)
+        return self.summary
 
 
-def progress_line(p: Progress, elapsed: float) -> str:
+def progress_line(summary: RunSummary, total: int, rate: float, elapsed: float) -> str:
     width = 24
-    filled = int(width * min(1.0, p.results / p.total)) if p.total else 0
+    done = report.results(summary)
+    filled = int(width * min(1.0, done / total)) if total else 0
     bar = "#" * filled + "." * (width - filled)
+    p = summary.progress
     return (
-        f"[{bar}] {p.results}/{p.total} done  sent {p.sent}  answered {p.answered}  "
+        f"[{bar}] {done}/{total} done  sent {p.sent}  answered {p.answered}  "
         f"validated {p.validated}  exhausted {p.exhausted}  failed {p.failed}  "
-        f"retries {p.retries}  {p.throughput:.0f}/s  {elapsed:.0f}s"
+        f"retries {summary.retries}  {rate:.0f}/s  {elapsed:.0f}s"
     )
 
 
@@ -225,7 +165,7 @@ class LocalRunner:
         self.stack: LocalStack | None = None
         self.api_url = ""
         self.dashboard_url = ""
-        self.on_tick: Callable[[LocalRunner, Progress], None] | None = None  # for tests
+        self.on_tick: Callable[[LocalRunner, RunSummary], None] | None = None  # for tests
 
     def say(self, text: str) -> None:
         print(text, file=self.options.out, flush=True)
@@ -328,13 +268,13 @@ class LocalRunner:
             self.say(f"qarun: {len(plan.components)} components started; logs in {self.dir.logs}")
             if self.dashboard_url:
                 self.say(f"qarun: dashboard {self.dashboard_url}")
-            watcher = Watcher(stack, plan.topics_of_run, self.name)
+            watcher = Watcher(stack, self.name)
             outcome = self._loop(watcher, plan, started)
             self._save_dead_letters(stack, plan)
-            summary = report.summarize(stack.postgres.dsn, self.name)
+            watcher.poll()
             self._write_status("Succeeded" if outcome == 0 else "Stopped", watcher, plan)
             self.say("")
-            self.say(report.render(summary))
+            self.say(report.render(watcher.summary))
             if self.dashboard_url and outcome == 0 and self.options.serve:
                 self.say(f"\ndashboard: {self.dashboard_url}")
                 self._serve()
@@ -345,8 +285,6 @@ class LocalRunner:
                 )
             return outcome
         finally:
-            if watcher is not None:
-                watcher.close()
             self.say("qarun: stopping processes")
             self.supervisor.stop(STOP_ORDER)
 
@@ -377,22 +315,21 @@ class LocalRunner:
                 ):
                     self.say(f"qarun: scaling llm-worker to {wanted}")
                     self.supervisor.scale("llm-worker", wanted)
-                progress = watcher.progress(plan.total)
-                self._write_status("Running", watcher, plan, progress)
+                summary = watcher.poll()
+                done = all_results_in(summary)
+                self._write_status("Running", watcher, plan)
                 if self.on_tick is not None:
-                    self.on_tick(self, progress)
+                    self.on_tick(self, summary)
                 now = time.monotonic()
+                line = progress_line(
+                    summary, plan.total or summary.progress.total, watcher.rate, now - started
+                )
                 if tty:
-                    print(
-                        "\r" + progress_line(progress, now - started),
-                        end="",
-                        file=self.options.out,
-                        flush=True,
-                    )
-                elif now - last_line >= 5 or progress.done:
-                    self.say(progress_line(progress, now - started))
+                    print("\r" + line, end="", file=self.options.out, flush=True)
+                elif now - last_line >= 5 or done:
+                    self.say(line)
                     last_line = now
-                if progress.done:
+                if done:
                     if tty:
                         self.say("")
                     self.say(f"qarun: run {self.name} complete in {now - started:.1f} s")
@@ -421,10 +358,7 @@ class LocalRunner:
         if lines:
             self.say(f"qarun:   {log_path.name}: {lines[-1][:300]}")
 
-    def _write_status(
-        self, phase: str, watcher: Watcher, plan: local.LocalPlan, progress: Progress | None = None
-    ) -> None:
-        progress = progress or watcher.progress(plan.total)
+    def _write_status(self, phase: str, watcher: Watcher, plan: local.LocalPlan) -> None:
         processes = {
             name: {
                 "replicas": self.supervisor.components[name].replicas,
@@ -437,7 +371,8 @@ class LocalRunner:
         status = {
             "run": self.name,
             "phase": phase,
-            "progress": progress.__dict__,
+            "summary": watcher.summary.model_dump(mode="json", by_alias=True),
+            "rate": watcher.rate,
             "processes": processes,
             "api_url": plan.api_url,
             "updated": time.time(),
@@ -447,10 +382,10 @@ class LocalRunner:
         tmp.replace(self.dir.path / "status.json")
 
     def _save_dead_letters(self, stack: LocalStack, plan: local.LocalPlan) -> None:
-        from qarun_cli.deadletters import read_topic  # noqa: PLC0415 - only at the end
+        from qarun_cli.deadletters import read_dead_letters  # noqa: PLC0415 - only at the end
 
         with contextlib.suppress(Exception):
-            letters = read_topic(stack.kafka.bootstrap, plan.topics_of_run.dlq)
+            letters = read_dead_letters(stack.kafka.bootstrap, plan.topics_of_run.dlq)
             self.dir.dead_letters.write_text("".join(json.dumps(d) + "\n" for d in letters))
 
     def _serve(self) -> None:

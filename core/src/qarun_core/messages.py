@@ -309,12 +309,29 @@ class DeadLetter(BaseModel):
     def key(self) -> bytes:
         return self.question_id.encode()
 
+    @property
+    def identity(self) -> str:
+        return letter_identity(
+            self.question_id, self.source_topic, self.source_partition, self.source_offset
+        )
+
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DeadLetter:
         return cls.model_validate_json(data)
+
+
+def letter_identity(question_id: str, topic: str, partition: int, offset: int) -> str:
+    """What makes two dead letters the same letter: the question, for a question (a
+    crash between a letter's publication and its offset's commit publishes it again,
+    and a question re-asked twice fails twice); the message's position otherwise (an
+    unreadable payload without a key). Whoever stores, counts or replays dead letters
+    keeps one per identity, the latest."""
+    if question_id:
+        return f"question:{question_id}"
+    return f"message:{topic}/{partition}/{offset}"
 
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None

@@ -2,9 +2,10 @@
 
 The plan is neutral: topics with partitions, components with replicas, command,
 environment and Secret-backed environment, and the Flink job's parameters. The operator
-realizes it as Kubernetes objects (KafkaTopics, Deployments, a Job, a FlinkDeployment and
-a FlinkSessionJob); a local runner realizes the same plan as local processes. Nothing
-here talks to a cluster, so the plan is tested as plain data.
+realizes it as Kubernetes objects (KafkaTopics or topics through the Kafka Admin API,
+Deployments, a Job, and a FlinkDeployment + FlinkSessionJob or a standalone session
+cluster it submits to); a local runner realizes the same plan as local processes.
+Nothing here talks to a cluster, so the plan is tested as plain data.
 
 Environment contract (what each process reads, see qarun_workers.settings and
 qarun_flink.params; groups nest with a double underscore for the workers):
@@ -42,7 +43,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from qarun_core.spec import QARunSpec, Resources, ScoringMethod, SecretKeyRef
+from qarun_core.spec import (
+    FlinkMode,
+    KafkaProvider,
+    QARunSpec,
+    Resources,
+    ScoringMethod,
+    SecretKeyRef,
+)
 from qarun_core.topics import DEFAULT_TIERS, RetryTier, RunTopics, format_delay, tiers_from
 
 PART_OF = "qarun"
@@ -97,7 +105,8 @@ class ComponentPlan:
 
 @dataclass(frozen=True)
 class FlinkPlan:
-    session: str  # the FlinkDeployment session cluster to submit to
+    mode: FlinkMode  # the Flink operator's resources, or a standalone session cluster
+    session: str  # the session cluster to submit to
     managed: bool  # True: this run owns the session cluster
     job: str  # name of the FlinkSessionJob
     module: str  # the Python module of the job
@@ -115,6 +124,7 @@ class RunPlan:
     labels: Mapping[str, str]  # on every child
     bootstrap: str
     kafka_cluster: str
+    kafka_provider: KafkaProvider  # strimzi: KafkaTopics; else the Admin API
     topics: tuple[TopicPlan, ...]
     components: tuple[ComponentPlan, ...]
     flink: FlinkPlan
@@ -163,6 +173,25 @@ def retry_tiers(spec: QARunSpec) -> tuple[RetryTier, ...]:
 
 def bootstrap(spec: QARunSpec) -> str:
     return spec.kafka.bootstrap_servers or f"{spec.kafka.cluster}-kafka-bootstrap:{KAFKA_PORT}"
+
+
+def with_installation_defaults(
+    spec: QARunSpec,
+    *,
+    flink_mode: FlinkMode,
+    kafka_provider: KafkaProvider,
+    kafka_bootstrap: str = "",
+) -> QARunSpec:
+    """The spec with what it leaves to the installation filled in: the Flink mode, the
+    Kafka provider and (for a Kafka the stack does not run) the bootstrap servers."""
+    kafka = spec.kafka.model_copy(
+        update={
+            "provider": spec.kafka.provider or kafka_provider,
+            "bootstrap_servers": spec.kafka.bootstrap_servers or kafka_bootstrap,
+        }
+    )
+    flink = spec.flink.model_copy(update={"mode": spec.flink.mode or flink_mode})
+    return spec.model_copy(update={"kafka": kafka, "flink": flink})
 
 
 def _num(value: float) -> str:
@@ -300,6 +329,7 @@ def plan(run: str, namespace: str, spec: QARunSpec) -> RunPlan:
         labels=labels(run),
         bootstrap=bootstrap(spec),
         kafka_cluster=spec.kafka.cluster,
+        kafka_provider=spec.kafka.provider or KafkaProvider.STRIMZI,
         topics=topic_plans,
         components=components,
         flink=_flink_plan(run, spec, llm_key),
@@ -326,6 +356,7 @@ def _flink_plan(run: str, spec: QARunSpec, llm_key: tuple[SecretEnv, ...]) -> Fl
         ]  # fmt: skip
     managed = not flink.session_cluster
     return FlinkPlan(
+        mode=flink.mode or FlinkMode.OPERATOR,
         session=flink.session_cluster or f"{run}-{FLINK_SESSION}",
         managed=managed,
         job=f"{run}-{SCORING}",

@@ -426,8 +426,14 @@ class BudgetSpec(Model):
     )
 
 
+class KafkaProvider(StrEnum):
+    STRIMZI = "strimzi"  # the run's topics are KafkaTopics of a Strimzi cluster
+    PLAIN = "plain"  # a broker without Strimzi (the stack's StatefulSet)
+    EXTERNAL = "external"  # any other Kafka (a cloud service, another operator)
+
+
 class KafkaSpec(Model):
-    """The Strimzi Kafka cluster (in the run's namespace) that carries the run's topics."""
+    """The Kafka cluster that carries the run's topics."""
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -437,18 +443,27 @@ class KafkaSpec(Model):
             lambda m: m.replicas <= 1 or m.min_in_sync_replicas < m.replicas,
         ),
     )
+    provider: KafkaProvider | None = Field(
+        default=None,
+        description="strimzi: the run's topics are KafkaTopics that Strimzi's topic operator "
+        "creates and deletes; plain or external: a Kafka that Strimzi does not manage, "
+        "whose topics the QARun operator creates and deletes itself through the Kafka "
+        "Admin API (same partitions and configs). Empty = the QARun operator's "
+        "installation default (its kafka.provider value).",
+    )
     cluster: str = Field(
         default="qarun",
         min_length=1,
         max_length=63,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-        description="Name of the Strimzi Kafka resource; its topic operator manages the "
-        "run's KafkaTopics.",
+        description="Name of the Kafka cluster: the Strimzi Kafka resource (or the stack's "
+        "plain broker); bootstrap servers default to <cluster>-kafka-bootstrap:9092.",
     )
     bootstrap_servers: str = Field(
         default="",
         max_length=1024,
-        description="Bootstrap servers; empty = Strimzi's <cluster>-kafka-bootstrap:9092.",
+        description="Bootstrap servers; empty = the QARun operator's default for external "
+        "Kafka, else <cluster>-kafka-bootstrap:9092.",
     )
     partitions: int = Field(
         default=6, ge=1, le=1000, description="Partitions of each topic (the workers' parallelism)."
@@ -462,14 +477,28 @@ class KafkaSpec(Model):
     )
 
 
+class FlinkMode(StrEnum):
+    OPERATOR = "operator"  # FlinkDeployment + FlinkSessionJob (the Flink operator)
+    STANDALONE = "standalone"  # JobManager/TaskManager Deployments, REST submission
+
+
 class FlinkSpec(Model):
     """The Flink scoring job."""
 
+    mode: FlinkMode | None = Field(
+        default=None,
+        description="operator: a FlinkDeployment session cluster and a FlinkSessionJob for "
+        "the Flink Kubernetes operator; standalone: JobManager and TaskManager "
+        "Deployments (Flink's standalone Kubernetes session) to which the QARun operator "
+        "submits the job through Flink's REST API. Empty = the QARun operator's "
+        "installation default (its flink.mode value).",
+    )
     session_cluster: str = Field(
         default="",
         max_length=63,
         pattern=r"^$|^[a-z]([-a-z0-9]*[a-z0-9])?$",
-        description="An existing FlinkDeployment session cluster to submit to; empty = the "
+        description="An existing session cluster to submit to (a FlinkDeployment, or in "
+        "standalone mode the cluster behind the Service <name>-rest:8081); empty = the "
         "operator manages one for this run.",
     )
     parallelism: int = Field(default=2, ge=1, le=256, description="Parallelism of the job.")
@@ -576,6 +605,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     SUCCEEDED = "Succeeded"
+    TOPICS = "TopicsReady"  # and who manages them: Strimzi or the operator itself
 
 
 class Status(Model):
@@ -587,7 +617,9 @@ class Status(Model):
 class Condition(Status):
     """One observation, in the Kubernetes condition convention."""
 
-    type: ConditionType = Field(description="Ready, Progressing, Degraded or Succeeded.")
+    type: ConditionType = Field(
+        description="Ready, Progressing, Degraded, Succeeded or TopicsReady."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", max_length=1024, description="CamelCase machine reason.")
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
@@ -602,22 +634,40 @@ class Condition(Status):
 class Progress(Status):
     """Question counters of the run."""
 
-    total: int = Field(default=0, ge=0, description="Questions the run will send.")
+    total: int = Field(
+        default=0,
+        ge=0,
+        description="Questions the run will send (the spec's count, else the generator's "
+        "once it is done).",
+    )
     sent: int = Field(default=0, ge=0, description="Questions sent by the generator.")
-    answered: int = Field(default=0, ge=0, description="Answers received from the LLM.")
+    skipped: int = Field(
+        default=0, ge=0, description="Questions not sent again: answered by an earlier pass."
+    )
+    answered: int = Field(default=0, ge=0, description="LLM answers scored and stored.")
     validated: int = Field(default=0, ge=0, description="Results at or above the threshold.")
-    regenerated: int = Field(default=0, ge=0, description="Regenerations asked for.")
+    regenerated: int = Field(default=0, ge=0, description="Results that took more than one answer.")
     exhausted: int = Field(
         default=0, ge=0, description="Results kept below the threshold, regenerations used up."
     )
-    failed: int = Field(default=0, ge=0, description="Questions in the dead-letter topic.")
+    failed: int = Field(
+        default=0, ge=0, description="Questions given up on (a dead letter without an answer)."
+    )
+    dead_lettered: int = Field(
+        default=0, ge=0, description="Messages in the dead-letter topic, of any reason."
+    )
 
 
 class ScoreStats(Status):
     """Score statistics of the results so far."""
 
-    mean: float = Field(default=0.0, description="Mean score of the results.")
-    stddev: float = Field(default=0.0, description="Standard deviation of the scores.")
+    mean: float | None = Field(
+        default=None, description="Mean score of the final results; null before any."
+    )
+    stddev: float | None = Field(
+        default=None,
+        description="Population standard deviation of those scores; null before any.",
+    )
 
 
 class Usage(Status):
@@ -628,21 +678,18 @@ class Usage(Status):
     cost_usd: float = Field(default=0.0, ge=0, alias="costUSD", description="Cost in USD.")
 
 
-class RunSummary(Status):
-    """What the run's API reports about one run (GET /runs/{run}/summary), read by the
-    operator to fill the status. The storage writer and the metrics stream feed it."""
+class FlinkStatus(Status):
+    """The scoring job on a standalone session cluster, as the operator submitted it."""
 
-    progress: Progress = Field(default_factory=Progress, description=Progress.__doc__)
-    score: ScoreStats = Field(default_factory=ScoreStats, description=ScoreStats.__doc__)
-    attempts: dict[str, int] = Field(
-        default_factory=dict, description="Results by the attempt that produced them."
+    job_id: str = Field(default="", description="Flink job id of the current submission.")
+    submissions: int = Field(
+        default=0, ge=0, description="Submissions that ended in a failed or cancelled job."
     )
-    usage: Usage = Field(default_factory=Usage, description=Usage.__doc__)
-    generator_done: bool = Field(
-        default=False, description="The generator has sent everything it will send."
-    )
-    lag: int = Field(
-        default=0, ge=0, description="Questions waiting in the questions topic (consumer lag)."
+    state: str = Field(default="", description="The job's state on the JobManager.")
+    last_checkpoint: str = Field(
+        default="",
+        description="The latest completed checkpoint seen; a resubmission (e.g. after a "
+        "JobManager restart) restores from it.",
     )
 
 
@@ -666,6 +713,7 @@ class QARunStatus(Status):
         default_factory=dict, description="Results by the attempt that produced them."
     )
     usage: Usage = Field(default_factory=Usage, description=Usage.__doc__)
+    flink: FlinkStatus = Field(default_factory=FlinkStatus, description=FlinkStatus.__doc__)
     started_at: datetime | None = Field(default=None, description="When provisioning began.")
     finished_at: datetime | None = Field(default=None, description="When the run ended.")
     message: str = Field(default="", max_length=32768, description="The latest notable event.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,8 @@ class KafkaBroker:
             "--standalone",
             f"--cluster-id={cluster_id}",
         ]
-        run([*java, *storage_format, "-c", str(props)], "formatting the Kafka log directory")
+        if not (self.workdir / "data" / "meta.properties").exists():  # a restart keeps its data
+            run([*java, *storage_format, "-c", str(props)], "formatting the Kafka log directory")
         self.service = Service(
             "kafka", [*java, "kafka.Kafka", str(props)], self.workdir / "out.log"
         )
@@ -129,3 +131,10 @@ class KafkaBroker:
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop(grace=20)
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop (SIGTERM: a controlled shutdown, as in a rolling restart) and start again
+        on the same ports with the same data, after `down_seconds` down."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()

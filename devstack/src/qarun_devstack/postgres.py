@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,3 +77,12 @@ class Postgres:
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop as an operator's restart does (SIGINT: a fast shutdown, which ends every
+        session; SIGTERM's smart one would wait for the clients to leave) and start again
+        on the same port and data, after `down_seconds` down."""
+        if self.service is not None:
+            self.service.stop(grace=30, how=signal.SIGINT)
+        time.sleep(down_seconds)
+        self.start()

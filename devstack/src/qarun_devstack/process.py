@@ -111,11 +111,12 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL whatever is left after `grace` s."""
+    def stop(self, grace: float = 10.0, how: signal.Signals = signal.SIGTERM) -> None:
+        """Signal the process group (SIGTERM unless `how` says otherwise), then SIGKILL
+        whatever is left after `grace` s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self._signal(signal.SIGTERM)
+        self._signal(how)
         try:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:

@@ -633,8 +633,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = env.execute_async(f"qarun-scoring-{params.run}")
     if params.ready_file:
         announce_running(job, Path(params.ready_file), rest_port)
+    if not attached(env):
+        # Submitted through a session cluster's REST API (how QARun's operator and the
+        # Flink operator submit): main runs detached inside the JobManager, its job
+        # client cannot fetch the result, and the job runs on after main returns.
+        log.info("submitted job %s detached", job.get_job_id())
+        return 0
     job.get_job_execution_result().result()
     return 0
+
+
+def attached(env: StreamExecutionEnvironment) -> bool:
+    """Whether the submitter waits for the job (a local MiniCluster run, `flink run`
+    without -d) or not (REST submission, `flink run -d`): Flink's execution.attached,
+    false unless set."""
+    config = env._j_stream_execution_environment.getConfiguration().toMap()
+    return str(config.get("execution.attached", "false")).lower() == "true"
 
 
 def free_port() -> int:

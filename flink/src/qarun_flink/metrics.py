@@ -7,11 +7,11 @@ adapter and the arithmetic is tested without Flink.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qarun_core.messages import SCHEMA_VERSION
+from qarun_core.summary import population_stddev
 from qarun_flink.routing import MetricEvent, Outcome
 
 
@@ -77,10 +77,8 @@ class RunMetrics:
 
     @property
     def stddev(self) -> float:
-        if self.count < 2:
-            return 0.0
-        variance = (self.squares - self.count * self.mean**2) / (self.count - 1)
-        return math.sqrt(max(variance, 0.0))
+        """The run summary's definition (population), over this window's scores."""
+        return population_stddev(self.count, self.total, self.squares) or 0.0
 
     def to_json(self, run: str, start_ms: int, end_ms: int) -> str:
         def iso(ms: int) -> str:

@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from qarun_core import plan as p
-from qarun_core.spec import RunSummary
+from qarun_core.summary import RunSummary
 from qarun_operator import kube as k
 from qarun_operator.observe import Children, job_finished
 from qarun_operator.render import TEMPLATE_HASH

@@ -9,25 +9,57 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qarun_core.spec import FlinkMode, KafkaProvider
+
 
 class OperatorConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QARUN_OPERATOR_", frozen=True)
 
     worker_image: str = Field(
-        default="qarun-workers:0.1.0",
+        default="qarun/workers:0.1.0",
         description="Image of the generator, LLM worker, retry and storage writer.",
     )
     flink_image: str = Field(
-        default="qarun-flink:0.1.0",
+        default="qarun/flink:0.1.0",
         description="Image of the managed Flink session cluster (PyFlink + the QARun job).",
     )
     flink_version: str = Field(default="v2_2", description="FlinkDeployment spec.flinkVersion.")
     flink_service_account: str = Field(
         default="flink", description="Service account of the Flink pods (the Flink operator's)."
     )
-    flink_python_jar: str = Field(
-        default="local:///opt/flink/opt/flink-python-2.2.0.jar",
-        description="jarURI of the FlinkSessionJob (the PythonDriver's jar).",
+    flink_mode: FlinkMode = Field(
+        default=FlinkMode.OPERATOR,
+        description="How a run gets its session cluster when its spec leaves flink.mode "
+        "empty: the Flink operator's FlinkDeployment, or a standalone one.",
+    )
+    flink_rest_url: str = Field(
+        default="http://{session}-rest.{namespace}.svc:8081",
+        description="Where a standalone session cluster's REST API is reached; {session} "
+        "and {namespace} are filled in.",
+    )
+    flink_home: str = Field(
+        default="/opt/flink", description="The Flink distribution inside the Flink image."
+    )
+    flink_python: str = Field(
+        default="/opt/qarun/venv/bin/python",
+        description="The Flink image's Python with the scoring job (PythonDriver, UDFs).",
+    )
+    flink_uid: int = Field(default=10001, description="The Flink image's user id.")
+    flink_state_storage_class: str = Field(
+        default="",
+        description="StorageClass of a standalone session's checkpoint volume (a "
+        "ReadWriteOnce claim both pods mount: one node, or a ReadWriteMany class); "
+        "empty = the cluster's default.",
+    )
+    flink_state_size: str = Field(default="1Gi", description="Size of that volume.")
+    kafka_provider: KafkaProvider = Field(
+        default=KafkaProvider.STRIMZI,
+        description="The Kafka a run uses when its spec leaves kafka.provider empty.",
+    )
+    kafka_bootstrap: str = Field(
+        default="",
+        description="Bootstrap servers of a run whose spec names none (an external "
+        "Kafka); empty = <cluster>-kafka-bootstrap:9092.",
     )
     flink_state_dir: str = Field(
         default="file:///opt/flink/state",
@@ -41,7 +73,7 @@ class OperatorConfig(BaseSettings):
     )
     summary_url: str = Field(
         default="http://qarun-api.{namespace}.svc:8080/runs/{run}/summary",
-        description="Where a run's summary (qarun_core.spec.RunSummary) is read; "
+        description="Where a run's summary (qarun_core.summary.RunSummary) is read; "
         "{namespace} and {run} are filled in; empty = no summary.",
     )
     summary_timeout_seconds: float = Field(default=2.0, gt=0)

@@ -23,7 +23,7 @@ from qarun_core.spec import (
     QARunStatus,
     validate_name,
 )
-from qarun_operator import apply, render
+from qarun_operator import apply, direct_children, render
 from qarun_operator.config import OperatorConfig
 from qarun_operator.kube import Kube, KubeError
 from qarun_operator.observe import Children, autoscale, observe, set_condition
@@ -77,6 +77,12 @@ def reconcile(
     except (ValidationError, ValueError) as error:
         return _invalid(previous, generation, f"invalid spec: {error}", now)
 
+    spec = p.with_installation_defaults(
+        spec,
+        flink_mode=config.flink_mode,
+        kafka_provider=config.kafka_provider,
+        kafka_bootstrap=config.kafka_bootstrap,
+    )
     run = p.plan(name, namespace, spec)
     if previous.phase in TERMINAL_PHASES:  # the run ended: keep the results, free the pods
         run = dataclasses.replace(
@@ -98,6 +104,12 @@ def reconcile(
     except KubeError as error:
         problem = problem or f"reading the run's children failed: {error}"
         children = Children()
+    topics = direct_children.topics(run, children)
+    problem = problem or topics.problem
+    job = direct_children.scoring_job(run, uid, children, previous, config)
+    problem = problem or job.problem
+    if job.note:
+        events.append(Event("Normal", "JobSubmitted", job.note))
     summary, summary_error = apply.read_summary(
         config.summary_url.format(namespace=namespace, run=name), config.summary_timeout_seconds
     )
@@ -106,6 +118,11 @@ def reconcile(
         summary_error=summary_error, previous=previous, now=now,
     )  # fmt: skip
     status = seen.status
+    status.flink = job.status
+    status.conditions = set_condition(
+        status.conditions, ConditionType.TOPICS, topics.ready, topics.reason, topics.message,
+        generation=generation, now=now,
+    )  # fmt: skip
     if problem:
         status.observed_generation = previous.observed_generation
         status.conditions = set_condition(
@@ -127,3 +144,22 @@ def reconcile(
         retry=problem,
         scale_to=wanted if wanted is not None and wanted != spec.workers.replicas else None,
     )
+
+
+def release(body: JSON, config: OperatorConfig) -> list[str]:
+    """Undo what the run did outside Kubernetes objects (see handlers.release); an error
+    propagates, and kopf retries the deletion."""
+    meta = body["metadata"]
+    try:
+        spec = QARunSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return []  # never planned, nothing created
+    spec = p.with_installation_defaults(
+        spec,
+        flink_mode=config.flink_mode,
+        kafka_provider=config.kafka_provider,
+        kafka_bootstrap=config.kafka_bootstrap,
+    )
+    run = p.plan(meta["name"], meta["namespace"], spec)
+    status = QARunStatus.model_validate(body.get("status") or {})
+    return direct_children.release(run, status, config)

@@ -86,3 +86,12 @@ def refresh(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     outcome = controller.reconcile(_kube(), dict(body), _config())
     outcome.invalid = None  # already reported by the change handler
     _realize(outcome, body, patch)
+
+
+@kopf.on.delete(*RESOURCE)
+def release(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """What garbage collection cannot delete: topics the operator created through the
+    Kafka Admin API, and the scoring job on a session cluster the run does not own.
+    kopf keeps its finalizer on the QARun until this succeeds."""
+    for note in controller.release(dict(body), _config()):
+        logger.info(note)

@@ -41,8 +41,15 @@ FLINK_DEPLOYMENT = Kind("flink.apache.org/v1beta1", "FlinkDeployment", "flinkdep
 FLINK_SESSION_JOB = Kind("flink.apache.org/v1beta1", "FlinkSessionJob", "flinksessionjobs")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
 JOB = Kind("batch/v1", "Job", "jobs")
+CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
+SERVICE = Kind("v1", "Service", "services")
+CLAIM = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 QARUN = Kind(API_VERSION, "QARun", PLURAL)
-CHILD_KINDS = (KAFKA_TOPIC, FLINK_DEPLOYMENT, FLINK_SESSION_JOB, DEPLOYMENT, JOB)
+# Children by kind; a cluster without Strimzi or the Flink operator has no such kinds,
+# and listing them answers 404 (see Kube.list).
+CHILD_KINDS = (
+    KAFKA_TOPIC, FLINK_DEPLOYMENT, FLINK_SESSION_JOB, DEPLOYMENT, JOB, CONFIG_MAP, SERVICE, CLAIM,
+)  # fmt: skip
 KINDS = {(k.api_version, k.kind): k for k in (*CHILD_KINDS, QARUN)}
 
 
@@ -112,7 +119,14 @@ class Kube:
             raise
 
     def list(self, kind: Kind, namespace: str, selector: str) -> list[JSON]:
-        found = self.request("GET", kind.path(namespace), query=[("labelSelector", selector)])
+        """The objects of a kind with the labels; none when the cluster lacks the kind
+        (its CRD is not installed: no Strimzi, no Flink operator)."""
+        try:
+            found = self.request("GET", kind.path(namespace), query=[("labelSelector", selector)])
+        except KubeError as error:
+            if error.status == 404:
+                return []
+            raise
         items: list[JSON] = found.get("items", [])
         return items
 

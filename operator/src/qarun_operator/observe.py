@@ -3,8 +3,8 @@
 Phase rules, in order:
 - a terminal phase (Succeeded, Failed) stays: the run has ended;
 - the generator Job failed -> Failed;
-- the generator is done, everything sent has a final outcome (validated, exhausted or
-  dead-lettered) -> Succeeded;
+- the generator is done and every question it took has a final result (validated,
+  exhausted or failed; qarun_core.summary.all_results_in) -> Succeeded;
 - a desired child is missing, or a workload is not ready yet -> Provisioning (Pending
   before anything was applied);
 - otherwise Running.
@@ -24,12 +24,14 @@ from qarun_core.spec import (
     TERMINAL_PHASES,
     Condition,
     ConditionType,
+    FlinkMode,
+    KafkaProvider,
     Phase,
     Progress,
     QARunSpec,
     QARunStatus,
-    RunSummary,
 )
+from qarun_core.summary import RunSummary, all_results_in
 
 JSON = dict[str, Any]
 
@@ -59,7 +61,7 @@ def _ready_condition(obj: JSON, condition: str = "Ready") -> bool:
     )
 
 
-def _deployment_ready(obj: JSON) -> bool:
+def deployment_ready(obj: JSON) -> bool:
     want = obj.get("spec", {}).get("replicas", 1)
     status = obj.get("status", {})
     return bool(
@@ -114,6 +116,10 @@ def _waiting_for(run: p.RunPlan, children: Children) -> tuple[list[str], list[st
     """What is not ready yet, and what has failed."""
     waiting: list[str] = []
     problems: list[str] = []
+    standalone = run.flink.mode is FlinkMode.STANDALONE
+    topic = "KafkaTopics" if run.kafka_provider is KafkaProvider.STRIMZI else "topics"
+    session_kind = "JobManager" if standalone else "FlinkDeployment"
+    job_kind = "scoring job" if standalone else "FlinkSessionJob"
     missing = [t.name for t in run.topics if t.name not in children.topics]
     unready = [
         t.name
@@ -121,33 +127,33 @@ def _waiting_for(run: p.RunPlan, children: Children) -> tuple[list[str], list[st
         if t.name in children.topics and not _ready_condition(children.topics[t.name])
     ]
     if missing:
-        waiting.append(f"KafkaTopics missing: {', '.join(missing)}")
+        waiting.append(f"{topic} missing: {', '.join(missing)}")
     if unready:
-        waiting.append(f"{len(unready)}/{len(run.topics)} KafkaTopics not Ready")
+        waiting.append(f"{len(unready)}/{len(run.topics)} {topic} not Ready")
     for c in run.components:
         if c.kind is p.Kind.SERVICE:
             d = children.deployments.get(c.name)
             if d is None:
                 waiting.append(f"Deployment {c.name} missing")
-            elif not _deployment_ready(d):
+            elif not deployment_ready(d):
                 waiting.append(f"Deployment {c.name} not available")
         elif c.name not in children.jobs:
             waiting.append(f"Job {c.name} missing")
     if run.flink.managed:
         session = children.flink_sessions.get(run.flink.session)
         if session is None:
-            waiting.append(f"FlinkDeployment {run.flink.session} missing")
+            waiting.append(f"{session_kind} {run.flink.session} missing")
         elif not _flink_session_ready(session):
-            waiting.append(f"FlinkDeployment {run.flink.session} not READY")
+            waiting.append(f"{session_kind} {run.flink.session} not READY")
     scoring = children.flink_jobs.get(run.flink.job)
     if scoring is None:
-        waiting.append(f"FlinkSessionJob {run.flink.job} missing")
+        waiting.append(f"{job_kind} {run.flink.job} missing")
     else:
         state = _flink_job_state(scoring)
         if state == "FAILED":
-            problems.append(f"FlinkSessionJob {run.flink.job} FAILED")
+            problems.append(f"{job_kind} {run.flink.job} FAILED")
         elif state not in ("RUNNING", "FINISHED"):
-            waiting.append(f"FlinkSessionJob {run.flink.job} {state or 'not submitted'}")
+            waiting.append(f"{job_kind} {run.flink.job} {state or 'not submitted'}")
     return waiting, problems
 
 
@@ -156,21 +162,19 @@ def _phase(
     *,
     previous: Phase,
     generator_state: str | None,
-    generator_done: bool,
-    has_summary: bool,
+    summary: RunSummary | None,
     waiting: list[str],
 ) -> tuple[Phase, str, tuple[bool, str] | None]:
     """The new phase, its message and the Succeeded condition it implies (if any)."""
     progress = status.progress
-    finished = progress.validated + progress.exhausted + progress.failed
     if previous in TERMINAL_PHASES:
         return previous, status.message, None
     if generator_state == "Failed":
         return Phase.FAILED, "the generator Job failed", (False, "GeneratorFailed")
-    if has_summary and generator_done and progress.sent > 0 and finished >= progress.sent:
+    if summary is not None and all_results_in(summary):
         message = (
             f"{progress.validated} validated, {progress.exhausted} exhausted, "
-            f"{progress.failed} failed of {progress.sent} sent"
+            f"{progress.failed} failed of {summary.progress.total}"
         )
         return Phase.SUCCEEDED, message, (True, "AllAnswered")
     if waiting:
@@ -211,8 +215,7 @@ def observe(
         status,
         previous=previous.phase,
         generator_state=generator_state,
-        generator_done=generator_state == "Complete" or bool(summary and summary.generator_done),
-        has_summary=summary is not None,
+        summary=summary,
         waiting=waiting,
     )
     if phase in TERMINAL_PHASES and previous.phase not in TERMINAL_PHASES:
@@ -285,7 +288,7 @@ def _total(spec: QARunSpec, progress: Progress) -> int:
 def autoscale(spec: QARunSpec, summary: RunSummary | None) -> int | None:
     """The worker count the lag asks for, or None when autoscaling is off or blind."""
     auto = spec.workers.autoscale
-    if not auto.enabled or summary is None:
+    if not auto.enabled or summary is None or summary.lag is None:
         return None
     wanted = math.ceil(summary.lag / auto.lag_per_replica)
     return max(auto.min_replicas, min(auto.max_replicas, wanted))

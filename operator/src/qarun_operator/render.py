@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qarun_core import plan as p
-from qarun_core.spec import API_VERSION, KIND, Resources
+from qarun_core.spec import API_VERSION, KIND, FlinkMode, KafkaProvider, Resources
+from qarun_operator import standalone
 from qarun_operator.config import OperatorConfig
 
 JSON = dict[str, Any]
@@ -193,7 +194,7 @@ def flink_session(run: p.RunPlan, owner: Owner, config: OperatorConfig) -> JSON:
             },
             "podTemplate": {
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 9999},
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": config.flink_uid},
                     "containers": [container],
                 }
             },
@@ -209,8 +210,12 @@ def flink_session_job(run: p.RunPlan, owner: Owner, config: OperatorConfig) -> J
         "metadata": _meta(f.job, run.namespace, f.labels, owner),
         "spec": {
             "deploymentName": f.session,
+            # No jarURI: the Flink operator fetches a session job's jar itself (and
+            # accepts only the schemes it is configured for, https by default), so a
+            # local:// path in the image cannot work. Without one it uploads its empty
+            # jar, and for the PythonDriver entry class Flink adds flink-python from
+            # the distribution's opt/ to the program's class path.
             "job": {
-                "jarURI": config.flink_python_jar,
                 "entryClass": "org.apache.flink.client.python.PythonDriver",
                 "args": ["-pym", f.module, *f.args],
                 "parallelism": f.parallelism,
@@ -224,11 +229,19 @@ def flink_session_job(run: p.RunPlan, owner: Owner, config: OperatorConfig) -> J
 
 
 def manifests(run: p.RunPlan, owner: Owner, config: OperatorConfig) -> list[JSON]:
-    """Every child of the run, in the order they are applied."""
-    out = [kafka_topic(run, t, owner) for t in run.topics]
-    if run.flink.managed:
-        out.append(flink_session(run, owner, config))
-    out.append(flink_session_job(run, owner, config))
+    """Every child of the run, in the order they are applied. Without Strimzi the topics
+    are no objects (the operator creates them through the Kafka Admin API); in standalone
+    mode the operator submits the scoring job itself."""
+    out: list[JSON] = []
+    if run.kafka_provider is KafkaProvider.STRIMZI:
+        out += [kafka_topic(run, t, owner) for t in run.topics]
+    if run.flink.mode is FlinkMode.STANDALONE:
+        if run.flink.managed:
+            out += standalone.manifests(run, owner.reference(), config)
+    else:
+        if run.flink.managed:
+            out.append(flink_session(run, owner, config))
+        out.append(flink_session_job(run, owner, config))
     for c in run.components:
         out.append(
             deployment(run, c, owner, config)

@@ -11,7 +11,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from qarun_core import keys
+from qarun_core.keys import answer_key
 from qarun_core.messages import Result
+
+__all__ = ["answer_key", "cache_entries", "text_hash", "text_key"]
 
 
 def text_hash(title: str, content: str) -> str:
@@ -19,12 +23,8 @@ def text_hash(title: str, content: str) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()[:32]
 
 
-def answer_key(run: str, question_id: str) -> str:
-    return f"qarun:{run}:answer:{question_id}"
-
-
 def text_key(run: str, title: str, content: str) -> str:
-    return f"qarun:{run}:text:{text_hash(title, content)}"
+    return keys.text_key(run, text_hash(title, content))
 
 
 def cached_answer(result: Result) -> dict[str, Any]:

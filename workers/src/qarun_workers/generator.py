@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
+from psycopg import sql
 from redis import Redis
 
+from qarun_core.keys import GeneratorRecord, Table, generator_key
 from qarun_core.messages import Question
 from qarun_workers.dataset import Row, read_rows
 from qarun_workers.entrypoint import prepare
@@ -42,10 +44,6 @@ TICK = 0.005
 
 def question_id(run: str, seq: int) -> str:
     return hashlib.blake2b(f"{run}\x00{seq}".encode(), digest_size=10).hexdigest()
-
-
-def progress_key(run: str) -> str:
-    return f"qarun:{run}:generator"
 
 
 def arrivals(traffic: TrafficSettings, rng: random.Random) -> Iterator[float]:
@@ -111,9 +109,12 @@ class Generator:
         self.progress = Progress()
 
     def resume_from(self) -> int:
+        """Where the last checkpoint left off; its counts carry on over restarts."""
         if self.redis is None:
             return 0
-        return int(self.redis.hget(progress_key(self.s.run), "next") or 0)
+        record = GeneratorRecord.from_redis(self.redis.hgetall(generator_key(self.s.run)))
+        self.progress.sent, self.progress.skipped = record.sent, record.skipped
+        return record.next
 
     def run(self) -> Progress:
         start_seq = self.resume_from()
@@ -183,20 +184,16 @@ class Generator:
         if self.producer.flush(30) > 0 or self.progress.failed is not None:
             raise RuntimeError(f"questions not acknowledged: {self.progress.failed}")
         if self.redis is not None:
-            fields = {
-                "next": next_seq,
-                "sent": self.progress.sent,
-                "skipped": self.progress.skipped,
-                "done": int(done),
-            }
-            self.redis.hset(progress_key(self.s.run), mapping=fields)  # type: ignore[arg-type]
+            record = GeneratorRecord(next_seq, self.progress.sent, self.progress.skipped, done)
+            self.redis.hset(generator_key(self.s.run), mapping=record.to_redis())  # type: ignore[arg-type]
 
 
 def answered_ids(dsn: str, run: str) -> set[str]:
     """Ids already stored for this run; an absent schema means none."""
     try:
         with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = conn.execute("SELECT question_id FROM results WHERE run = %s", (run,))
+            query = sql.SQL("SELECT question_id FROM {} WHERE run = %s")
+            rows = conn.execute(query.format(sql.Identifier(Table.RESULTS)), (run,))
             return {r[0] for r in rows}
     except psycopg.errors.UndefinedTable:
         return set()

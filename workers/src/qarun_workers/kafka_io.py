@@ -5,6 +5,12 @@ output it led to has been acknowledged by the broker (`acks=all`). Outputs compl
 out of order (LLM calls do), so `OffsetTracker` stores, per partition, the offset just
 past the longest finished prefix. librdkafka commits stored offsets in the background
 and once more on close.
+
+Groups rebalance cooperatively (`cooperative-sticky`): when a consumer joins or leaves,
+only the partitions that move are revoked, and the others keep flowing. A consumer
+whose partitions are revoked settles their outputs and commits synchronously
+(`commit_stored`) before it lets them go, so the next owner starts exactly where it
+stopped: a graceful rebalance repeats nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ def consumer_config(settings: Settings, role: str, **extra: Any) -> dict[str, An
         "auto.commit.interval.ms": 1000,
         "enable.auto.offset.store": False,  # stored by OffsetTracker after the output is acked
         "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.kafka.session_timeout_ms,
         "heartbeat.interval.ms": max(1000, settings.kafka.session_timeout_ms // 4),
         **extra,
@@ -132,6 +139,16 @@ def store_positions(consumer: Consumer, positions: list[TopicPartition]) -> None
         consumer.store_offsets(offsets=positions)
     except KafkaException as error:
         log.debug("offsets not stored: %s", error)
+
+
+def commit_stored(consumer: Consumer) -> None:
+    """Commit the stored offsets now and wait for the broker: on revoke, the next owner
+    of a partition must not start before the last auto-commit (up to a second back)."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._NO_OFFSET:  # nothing stored since the last
+            log.warning("offsets not committed on revoke: %s", error)
 
 
 class Delivery:

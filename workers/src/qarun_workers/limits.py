@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from qarun_core.keys import budget_key, limit_key
+
 log = logging.getLogger(__name__)
 
 TAKE = """
@@ -126,10 +128,6 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def budget_key(run: str) -> str:
-    return f"qarun:{run}:budget"
-
-
 @dataclass(frozen=True)
 class Usage:
     tokens: int
@@ -145,7 +143,7 @@ class FleetLimiter:
         self.run = run
         self.configured = {"rpm": rpm, "tpm": tpm}
         self.learned = {"rpm": 0, "tpm": 0}
-        self.hold_key = f"qarun:{run}:limit:hold"
+        self.hold_key = limit_key(run, "hold")
         self.keys: list[str] = []
         self.rates: list[tuple[float, float, bool]] = []  # (per ms, capacity, counts tokens)
         self.paced = False  # the provider sent pacing: its holds are checked on every call
@@ -161,7 +159,7 @@ class FleetLimiter:
             limits = [n for n in (self.configured[name], self.learned[name]) if n > 0]
             if limits:
                 limit = min(limits)
-                self.keys.append(f"qarun:{self.run}:limit:{name}")
+                self.keys.append(limit_key(self.run, name))
                 capacity = max(1.0, limit / 200)
                 refill = (limit * 0.995 - capacity) / 60_000  # per ms
                 self.rates.append((refill, capacity, name == "tpm"))
@@ -215,7 +213,7 @@ class FleetLimiter:
 
     async def settle(self, estimated: int, actual: int) -> None:
         """Give back (or take) the difference between the token estimate and the real count."""
-        tpm = f"qarun:{self.run}:limit:tpm"
+        tpm = limit_key(self.run, "tpm")
         if tpm in self.keys and actual != estimated:
             try:
                 await self.redis.hincrbyfloat(tpm, "level", estimated - actual)

@@ -9,6 +9,10 @@ fleet-wide rate limit and the budget, calls the LLM and publishes the outcome:
     permanent error, poison  -> dead-letter topic (with the reason)
 
 A message's offset is stored only when its outcome is acknowledged by the broker.
+Messages are fetched in a thread, so that a rebalance's revoke callback (which runs
+inside the fetch) can wait, while this loop goes on, for the calls of the revoked
+partitions to finish and their outcomes to be acknowledged, and commit those offsets
+before the partitions move: a worker added or stopped makes no question's call twice.
 On SIGTERM it stops taking messages, lets the calls in flight finish (up to the LLM
 timeout), flushes and commits. When the budget is spent it stops sending and idles;
 the unsent messages stay in Kafka. Prometheus metrics (qarun_workers.worker_metrics)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Sequence
 
@@ -44,6 +49,7 @@ from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
     Shutdown,
+    commit_stored,
     consumer_config,
     dead_letter,
     producer_config,
@@ -66,6 +72,9 @@ from qarun_workers.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH = 500
+FETCH_WAIT_SECONDS = 0.05  # one fetch's wait for messages, in the fetch thread
+
+PartitionKey = tuple[str, int]
 
 
 class Counters:
@@ -108,12 +117,15 @@ class LLMWorker:
             else None
         )
         self.rng = random.Random()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: dict[asyncio.Task[None], PartitionKey] = {}  # call -> its partition
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread = threading.get_ident()
         self.counters = Counters()
         self.metrics = worker_metrics.WorkerMetrics(settings.run)
         self.metrics.watch(lambda: self.limit.in_flight, lambda: self.limit.limit)
 
     async def run(self) -> None:
+        self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
         lag = asyncio.create_task(self._measure_lag())
         try:
@@ -142,9 +154,10 @@ class LLMWorker:
             if room == 0:
                 await self.limit.wait_for_room(0.05)
                 continue
-            messages = self.consumer.consume(num_messages=min(room, BATCH), timeout=0)
+            messages = await asyncio.to_thread(
+                self.consumer.consume, num_messages=min(room, BATCH), timeout=FETCH_WAIT_SECONDS
+            )
             if not messages:
-                await asyncio.sleep(0.01)
                 continue
             for msg in messages:
                 if raise_on_error(msg):
@@ -166,11 +179,11 @@ class LLMWorker:
         self.tracker.started(msg)
         self.limit.started()
         task = asyncio.create_task(self._handle(msg))
-        self.tasks.add(task)
+        self.tasks[task] = (msg.topic() or "", msg.partition() or 0)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+        self.tasks.pop(task, None)
         self.limit.finished()
         if not task.cancelled() and task.exception() is not None:
             log.error("message handler failed", exc_info=task.exception())
@@ -319,7 +332,29 @@ class LLMWorker:
         )
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.producer.flush(10)
+        """Called inside a fetch. From the fetch thread: let the loop settle the revoked
+        partitions' calls, then commit. On the loop's own thread (close, or a poll while
+        the budget is spent) nothing can wait for the loop: no calls are running then."""
+        if self.loop is not None and threading.get_ident() != self.loop_thread:
+            settle = asyncio.run_coroutine_threadsafe(self._settle_revoked(partitions), self.loop)
+            try:
+                settle.result(timeout=self.s.llm.timeout_seconds + 30)
+            except TimeoutError:
+                log.warning("calls of revoked partitions not settled in time")
+        else:
+            self.producer.flush(10)
+            self.tracker.revoke(partitions)
+        commit_stored(self.consumer)
+
+    async def _settle_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Wait for the calls of these partitions, then for their outcomes' acks (which
+        store the offsets); calls of the partitions kept go on meanwhile."""
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        calls = [task for task, key in self.tasks.items() if key in keys]
+        if calls:
+            log.info("rebalance: waiting for %d calls of revoked partitions", len(calls))
+            await asyncio.wait(calls, timeout=self.s.llm.timeout_seconds + 5)
+        self.producer.flush(10)  # a few ms: the loop's other calls wait that long
         self.tracker.revoke(partitions)
 
     async def _drain(self) -> None:

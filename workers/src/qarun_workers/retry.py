@@ -23,6 +23,7 @@ from qarun_workers.kafka_io import (
     Delivery,
     OffsetTracker,
     Shutdown,
+    commit_stored,
     consumer_config,
     producer_config,
     raise_on_error,
@@ -128,7 +129,8 @@ class RetryConsumer:
                 del self.paused[key]
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.producer.flush(30)
+        self.producer.flush(30)  # the acks store the offsets of what was re-published
+        commit_stored(self.consumer)  # so the next owner re-publishes none of it again
         self.tracker.revoke(partitions)
         for tp in partitions:
             self.paused.pop((tp.topic, tp.partition), None)

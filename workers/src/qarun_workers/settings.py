@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from qarun_core.keys import consumer_group
 from qarun_core.messages import RUN_PATTERN
 from qarun_core.topics import DEFAULT_TIERS, RetryTier, RunTopics, tiers_from
 
@@ -140,4 +141,4 @@ class Settings(BaseSettings):
 
     def group(self, role: str) -> str:
         """The consumer group of one role in this run."""
-        return f"{self.kafka.group_prefix}.{self.run}.{role}"
+        return consumer_group(self.run, role, self.kafka.group_prefix)

@@ -16,7 +16,9 @@ tokens-per-minute limits with OpenAI's rate-limit headers (--rpm-limit, --tpm-li
 Every random decision comes from a generator seeded with (seed, prompt title, how
 many times that title was asked), so a run repeats whatever the arrival order.
 `GET /stats` returns counters for tests and benchmarks (with the time integral of the
-requests in flight, so two readings give the mean between them); `/healthz` for probes.
+requests in flight, so two readings give the mean between them), `GET /stats/titles` how
+many times each title was asked (a question asked twice is a duplicate call); `/healthz`
+for probes.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Simulator:
         app.router.add_post("/v1/chat/completions", self.completions)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.get_stats)
+        app.router.add_get("/stats/titles", self.get_titles)
         app.router.add_post("/stats/reset", self.reset_stats)
         app.router.add_post("/quota/reset", self.reset_quota)
         app.router.add_get("/healthz", self.healthz)
@@ -101,6 +104,9 @@ class Simulator:
 
     async def get_stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats.as_dict())
+
+    async def get_titles(self, _request: web.Request) -> web.Response:
+        return web.json_response(dict(self.asked))
 
     async def reset_stats(self, _request: web.Request) -> web.Response:
         self.stats = Stats()

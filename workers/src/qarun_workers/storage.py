@@ -2,7 +2,8 @@
 
 Results are upserted on (run, question_id): a replayed or duplicated message changes
 nothing, a higher score replaces a lower one, and a failure never replaces an answer.
-Attempts and dead letters are inserted once by their natural keys.
+Attempts are inserted once by their natural key; dead letters are kept one per
+question (`qarun_core.messages.letter_identity`), the latest.
 """
 
 from __future__ import annotations
@@ -85,8 +86,23 @@ INSERT_DEAD = """
 INSERT INTO dead_letters (run, source_topic, source_partition, source_offset, question_id,
     attempt, reason, detail, original, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT DO NOTHING
 """
+UPSERT_QUESTION_DEAD = (
+    INSERT_DEAD
+    + """ON CONFLICT (run, question_id) WHERE question_id <> '' DO UPDATE SET
+    source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
+    source_offset = EXCLUDED.source_offset, attempt = EXCLUDED.attempt,
+    reason = EXCLUDED.reason, detail = EXCLUDED.detail, original = EXCLUDED.original,
+    created_at = EXCLUDED.created_at
+WHERE EXCLUDED.created_at > dead_letters.created_at
+"""
+)
+INSERT_MESSAGE_DEAD = (
+    INSERT_DEAD
+    + """ON CONFLICT (run, source_topic, source_partition, source_offset)
+    WHERE question_id = '' DO NOTHING
+"""
+)
 
 
 def result_row(result: Result) -> dict[str, object]:
@@ -175,8 +191,13 @@ def write_batch(conn: Connection, results: Sequence[Result], letters: Sequence[D
         if results:
             cur.executemany(UPSERT_RESULT, [result_row(r) for r in results])
             cur.executemany(INSERT_ATTEMPT, [row for r in results for row in attempt_rows(r)])
+        by_question = [dead_row(d) for d in letters if d.question_id]
+        if by_question:
+            cur.executemany(UPSERT_QUESTION_DEAD, by_question)
+        by_message = [dead_row(d) for d in letters if not d.question_id]
+        if by_message:
+            cur.executemany(INSERT_MESSAGE_DEAD, by_message)
         if letters:
-            cur.executemany(INSERT_DEAD, [dead_row(d) for d in letters])
             failed = [row for d in letters if (row := failed_row(d)) is not None]
             if failed:
                 cur.executemany(INSERT_FAILED, failed)

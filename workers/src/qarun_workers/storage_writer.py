@@ -7,8 +7,11 @@ is written in one transaction of idempotent upserts; only after the database com
 are the answers cached and the batch's offsets stored, for librdkafka to commit (every
 second and on close; a synchronous commit per batch was one more broker request per
 batch). So a crash at any point replays at most the batches since the last commit,
-and changes nothing twice. A payload on the results topic that is not a Result goes
-to the dead-letter topic (and is stored from there like any dead letter).
+and changes nothing twice. When PostgreSQL restarts or cannot be reached, the batch is
+written again (backing off up to WRITE_BACKOFF_MAX_SECONDS) until it is committed:
+its offsets are not stored meanwhile, and nothing behind it is read. A payload on the
+results topic that is not a Result goes to the dead-letter topic (and is stored from
+there like any dead letter).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import psycopg
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from redis import Redis
 
 from qarun_core.messages import DeadLetter, PoisonMessageError, Result
@@ -37,6 +41,7 @@ from qarun_workers.storage import migrate, write_batch
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.2  # how long one poll waits for a first message (and for shutdown)
+WRITE_BACKOFF_MAX_SECONDS = 5.0
 
 
 class StorageWriter:
@@ -73,12 +78,26 @@ class StorageWriter:
 
     def _store(self, messages: Sequence[Message]) -> None:
         results, letters = self._parse(messages)
-        with self.pool.connection() as conn:
-            write_batch(conn, results, letters)
+        self._write(results, letters)
         if results:
             self._cache(results)
         store_positions(self.consumer, next_positions(messages))
         self.stored += len(results)
+
+    def _write(self, results: Sequence[Result], letters: Sequence[DeadLetter]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    write_batch(conn, results, letters)
+                return
+            except (psycopg.OperationalError, PoolTimeout) as error:
+                if self.shutdown:
+                    raise  # stopping: the batch's offsets stay unstored, it is read again
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                log.warning("PostgreSQL: %s; writing the batch again in %.1f s", first, delay)
+                self.shutdown.event.wait(delay)
+                delay = min(delay * 2, WRITE_BACKOFF_MAX_SECONDS)
 
     def _parse(self, messages: Sequence[Message]) -> tuple[list[Result], list[DeadLetter]]:
         results: list[Result] = []
