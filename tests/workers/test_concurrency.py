@@ -146,6 +146,31 @@ def test_a_provider_that_slows_down_over_capacity_settles_the_limit_near_it() ->
     assert 0.75 * capacity <= mean <= 1.5 * capacity, mean
 
 
+def test_latency_is_not_read_while_the_host_itself_lags() -> None:
+    now = [0.0]
+    limit = AdaptiveLimit(100, 4, MAX, clock=lambda: now[0])
+
+    def window(latency: float) -> None:
+        for _ in range(100):
+            limit.started()
+            now[0] += latency / 100
+            limit.finished()
+            limit.success(latency)
+
+    for _ in range(5):
+        window(LATENCY)
+    start = limit.limit
+    limit.host_lag = 0.2  # a loop 200 ms late: the host, not the provider, is slow
+    for _ in range(5):
+        window(3 * LATENCY)
+    assert limit.cuts == 0
+    assert limit.limit >= start
+    limit.host_lag = 0.0
+    for _ in range(3):
+        window(3 * LATENCY)
+    assert limit.cuts == 1
+
+
 def test_tolerance_comes_down_when_the_faults_stop() -> None:
     limit, _trace = drive(Provider(error_fraction=0.4), seconds=60)
     assert limit.tolerance > 0.3

@@ -5,8 +5,10 @@ so the controller tells them apart instead of cutting on any failure:
 
 * **Rate limits** (a 429 carrying Retry-After or `x-ratelimit-*` headers) say how
   many requests or tokens a minute the provider takes, whatever the concurrency.
-  They are paced by rate, fleet-wide, in the shared buckets of `qarun_workers.limits`;
-  the worker reports them with `rate_limited()`, which leaves the limit alone.
+  They are paced by rate, fleet-wide, in the shared buckets of `qarun_workers.limits`
+  (the provider's limits learned from its headers; a used-up one holds the fleet
+  until it refills), and the refused call waits its Retry-After in the retry tier.
+  The worker reports them with `rate_limited()`, which leaves the limit alone.
 * **Overload** (503s, timeouts, 429s without pacing headers, latency rising above its
   baseline) says the provider's capacity is full. The limit shrinks, at most once
   per latency window, and grows back in proportion to itself.
@@ -64,6 +66,7 @@ MIN_WINDOW_CALLS = 10
 TOLERANCE_AVERAGING = 0.1  # per window
 BASELINE_FALL = 0.5  # per window, toward a lower window mean latency
 BASELINE_RISE = 0.01  # per window within the tolerance, toward a higher one
+HOST_LAG_SHARE = 0.1  # event-loop lag above this share of the baseline: the host is busy
 LATENCY_TOLERANCE = 1.3  # a window mean latency this far above the baseline is queueing
 SIGMAS = 3.0
 SPARE_ERRORS = 3.0  # errors above the 3-sigma line before a window counts as overloaded
@@ -127,6 +130,7 @@ class AdaptiveLimit:
         self.round_trip = 0.0  # seconds, smoothed over successes; 0 = none seen yet
         self.baseline = math.inf  # about the least window mean latency
         self.slow_windows = 0  # windows in a row above the latency tolerance
+        self.host_lag = 0.0  # seconds the worker's event loop is late, set by the worker
         self.tolerance = 0.0  # the error fraction known not to depend on load
         self.cuts = 0
         self.window = Window(clock())
@@ -222,7 +226,7 @@ class AdaptiveLimit:
         mean = w.latency_sum / w.ok
         if not math.isfinite(self.baseline):
             self.baseline = mean
-        if mean > LATENCY_TOLERANCE * self.baseline:
+        if mean > LATENCY_TOLERANCE * self.baseline and not self._host_busy():
             self.slow_windows += 1
             if self.slow_windows >= 2:
                 self.slow_windows = 0
@@ -233,6 +237,12 @@ class AdaptiveLimit:
         rate = BASELINE_FALL if mean < self.baseline else BASELINE_RISE
         self.baseline += rate * (mean - self.baseline)
         return False
+
+    def _host_busy(self) -> bool:
+        """The worker's own event loop lags: its latencies rise with its own load, and a
+        lower limit would not raise goodput (a CPU-bound worker answers as many either
+        way), so latency says nothing about the provider."""
+        return self.host_lag > HOST_LAG_SHARE * self.baseline
 
     def _judge(self, now: float, probe: Probe, after: Window) -> None:
         """The round trip after a cut: did it bring the errors (or the latency) down?"""

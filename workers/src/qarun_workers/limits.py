@@ -17,9 +17,10 @@ bounds (prompt characters / 3 + max_tokens).
 
 The provider's own limits are learned from its headers (`qarun_workers.llm_client.
 Pacing`): `x-ratelimit-limit-requests/-tokens` become the buckets' limits when lower
-than the configured ones (or when none is configured), and a 429 that says when to
-come back (Retry-After, or a used-up `x-ratelimit-remaining-*` with its reset) holds
-every worker of the run until then, in one Redis key. The fleet thus paces by rate
+than the configured ones (or when none is configured), and a response that says a
+limit is used up (`x-ratelimit-remaining-*` of 0) holds every worker of the run until
+it takes a request again (Retry-After, or the time one request takes to refill), in
+one Redis key. The fleet thus paces by rate
 and the concurrency limit is left to overload (`qarun_workers.concurrency`). If Redis
 is unreachable, learned limits are not applied (with a warning) rather than stopping
 the worker: only configured limits need Redis.

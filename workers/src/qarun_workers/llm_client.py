@@ -61,6 +61,11 @@ class Pacing:
     def sent(self) -> bool:
         return self != NO_PACING
 
+    @property
+    def exhausted(self) -> bool:
+        """A limit is used up: nothing more is taken until it refills."""
+        return self.remaining_requests == 0 or self.remaining_tokens == 0
+
     def wait(self) -> float:
         """Seconds until the provider takes a request again: Retry-After, else for a used-up
         limit the time one request takes to come back (the reset is until it is whole)."""

@@ -127,10 +127,20 @@ class LLMWorker:
     async def run(self) -> None:
         self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
+        lag = asyncio.create_task(self._measure_lag())
         try:
             await self._loop()
         finally:
+            lag.cancel()
             await self._drain()
+
+    async def _measure_lag(self, every: float = 0.05) -> None:
+        """How late the event loop wakes: the host's share of the measured latencies."""
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(every)
+            late = time.perf_counter() - started - every
+            self.limit.host_lag += 0.2 * (late - self.limit.host_lag)
 
     async def _loop(self) -> None:
         while not self.shutdown:
@@ -196,7 +206,7 @@ class LLMWorker:
         except Failure as failure:
             self.metrics.failed[failure.error].inc()
             await self._settle(estimate, None)
-            await self._paced(failure.pacing, failure.retry_after if failure.paced else 0.0)
+            await self._paced(failure.pacing, failure.retry_after)
             self._failed(msg, question, failure)
             return
         await self._settle(estimate, completion)
@@ -204,13 +214,16 @@ class LLMWorker:
         self.limit.success(completion.latency_ms / 1000)
         self._answered(msg, question, completion)
 
-    async def _paced(self, pacing: Pacing, hold: float) -> None:
-        """The provider's rate-limit headers: its limits, and how long to hold the fleet."""
+    async def _paced(self, pacing: Pacing, wait: float) -> None:
+        """The provider's rate-limit headers: its limits, and a used-up one holds the fleet
+        for `wait`. A Retry-After alone delays only its own message (the retry tier):
+        holding everyone for it would starve the fleet under a provider that refuses a
+        fixed share of calls with one."""
         if self.fleet is None or not pacing.sent:
             return
         self.fleet.learn(pacing.limit_requests, pacing.limit_tokens)
-        if hold > 0:
-            await self.fleet.hold(hold)
+        if pacing.exhausted and wait > 0:
+            await self.fleet.hold(wait)
 
     async def _may_send(self, estimate: int) -> bool:
         if self.budget is not None and not await self.budget.reserve(self._usage(estimate, 0)):
