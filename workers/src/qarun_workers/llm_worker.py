@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 FETCH_WAIT_SECONDS = 0.05  # one fetch's wait for messages, in the fetch thread
+COMMIT_MS = 100
 UNACKED_MIN = 32  # outcomes awaiting acks beyond the limit (and this) hold back new calls
 REVOKE_ACK_SECONDS = 10.0  # how long a revoke waits for its partitions' outcomes' acks
 
@@ -89,7 +90,11 @@ class LLMWorker:
         self.shutdown = shutdown
         self.client = client
         self.topics = settings.topics
-        self.consumer = Consumer(consumer_config(settings, "llm-worker"))
+        # Committed every 0.1 s, not every second: after a SIGKILL the calls made again
+        # are those in flight and those acknowledged since the last commit.
+        self.consumer = Consumer(
+            consumer_config(settings, "llm-worker", **{"auto.commit.interval.ms": COMMIT_MS})
+        )
         self.producer = Producer(
             producer_config(settings, **{"queue.buffering.max.messages": 1_000_000})
         )
