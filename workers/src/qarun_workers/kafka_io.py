@@ -10,7 +10,8 @@ Groups rebalance cooperatively (`cooperative-sticky`): when a consumer joins or 
 only the partitions that move are revoked, and the others keep flowing. A consumer
 whose partitions are revoked settles their outputs and commits synchronously
 (`commit_stored`) before it lets them go, so the next owner starts exactly where it
-stopped: a graceful rebalance repeats nothing.
+stopped: a graceful rebalance repeats nothing. Partitions lost (the session timed out,
+say while the broker restarted) can no longer be committed: they are only forgotten.
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ class OffsetTracker:
     @property
     def in_flight(self) -> int:
         return sum(len(order) for order in self._order.values())
+
+    def unsettled(self, partitions: Iterable[TopicPartition]) -> int:
+        """Offsets of these partitions started and not yet finished."""
+        return sum(len(self._order.get((tp.topic, tp.partition), ())) for tp in partitions)
 
 
 def store_positions(consumer: Consumer, positions: list[TopicPartition]) -> None:

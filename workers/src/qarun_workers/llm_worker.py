@@ -15,8 +15,10 @@ partitions to finish and their outcomes to be acknowledged, and commit those off
 before the partitions move: a worker added or stopped makes no question's call twice.
 On SIGTERM it stops taking messages, lets the calls in flight finish (up to the LLM
 timeout), flushes and commits. When the budget is spent it stops sending and idles;
-the unsent messages stay in Kafka. Prometheus metrics (qarun_workers.worker_metrics)
-are served on QARUN_METRICS__PORT (9100; 0 = off).
+the unsent messages stay in Kafka. When the broker stops acknowledging (a restart), it
+starts no calls beyond those whose outcomes wait: after the outage only those repeat.
+Prometheus metrics (qarun_workers.worker_metrics) are served on QARUN_METRICS__PORT
+(9100; 0 = off).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 FETCH_WAIT_SECONDS = 0.05  # one fetch's wait for messages, in the fetch thread
+COMMIT_MS = 100
+UNACKED_MIN = 32  # outcomes awaiting acks beyond the limit (and this) hold back new calls
+REVOKE_ACK_SECONDS = 10.0  # how long a revoke waits for its partitions' outcomes' acks
 
 PartitionKey = tuple[str, int]
 
@@ -93,7 +98,11 @@ class LLMWorker:
         self.shutdown = shutdown
         self.client = client
         self.topics = settings.topics
-        self.consumer = Consumer(consumer_config(settings, "llm-worker"))
+        # Committed every 0.1 s, not every second: after a SIGKILL the calls made again
+        # are those in flight and those acknowledged since the last commit.
+        self.consumer = Consumer(
+            consumer_config(settings, "llm-worker", **{"auto.commit.interval.ms": COMMIT_MS})
+        )
         self.producer = Producer(
             producer_config(settings, **{"queue.buffering.max.messages": 1_000_000})
         )
@@ -126,7 +135,9 @@ class LLMWorker:
 
     async def run(self) -> None:
         self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        self.consumer.subscribe([self.topics.questions], on_revoke=self._revoked)
+        self.consumer.subscribe(
+            [self.topics.questions], on_revoke=self._revoked, on_lost=self._lost
+        )
         lag = asyncio.create_task(self._measure_lag())
         try:
             await self._loop()
@@ -153,6 +164,11 @@ class LLMWorker:
             room = self.limit.room
             if room == 0:
                 await self.limit.wait_for_room(0.05)
+                continue
+            if len(self.producer) > max(self.limit.limit, UNACKED_MIN):
+                # Outcomes are not acknowledged (the broker is away): a call started now
+                # could not be committed, and would be made again after the outage.
+                await asyncio.sleep(0.05)
                 continue
             messages = await asyncio.to_thread(
                 self.consumer.consume, num_messages=min(room, BATCH), timeout=FETCH_WAIT_SECONDS
@@ -354,8 +370,21 @@ class LLMWorker:
         if calls:
             log.info("rebalance: waiting for %d calls of revoked partitions", len(calls))
             await asyncio.wait(calls, timeout=self.s.llm.timeout_seconds + 5)
-        self.producer.flush(10)  # a few ms: the loop's other calls wait that long
+        deadline = time.monotonic() + REVOKE_ACK_SECONDS
+        while self.tracker.unsettled(partitions) and time.monotonic() < deadline:
+            self.producer.poll(0)  # serves the acks, which store the offsets
+            await asyncio.sleep(0.005)
         self.tracker.revoke(partitions)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group took these partitions without a revoke (the session timed out):
+        nothing can be committed for them any more; their next owner repeats what this
+        worker did since the last commit."""
+        log.warning("partitions lost: %s", [f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        if self.loop is not None and threading.get_ident() != self.loop_thread:
+            self.loop.call_soon_threadsafe(self.tracker.revoke, partitions)  # before any fetch
+        else:
+            self.tracker.revoke(partitions)
 
     async def _drain(self) -> None:
         grace = self.s.llm.timeout_seconds + 5

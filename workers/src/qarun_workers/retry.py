@@ -77,7 +77,7 @@ class RetryConsumer:
         self.republished = 0
 
     def run(self) -> None:
-        self.consumer.subscribe(self.topics.retries, on_revoke=self._revoked)
+        self.consumer.subscribe(self.topics.retries, on_revoke=self._revoked, on_lost=self._lost)
         try:
             while not self.shutdown:
                 self._resume_due()
@@ -131,6 +131,10 @@ class RetryConsumer:
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.producer.flush(30)  # the acks store the offsets of what was re-published
         commit_stored(self.consumer)  # so the next owner re-publishes none of it again
+        self._lost(_consumer, partitions)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Revoked, or lost (nothing to commit then): forget the partitions."""
         self.tracker.revoke(partitions)
         for tp in partitions:
             self.paused.pop((tp.topic, tp.partition), None)
