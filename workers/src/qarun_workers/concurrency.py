@@ -183,7 +183,9 @@ class AdaptiveLimit:
             return
         w = self.window
         w.errors += 1
-        if excess_errors(w.errors, w.calls, self.tolerance):
+        # Not before a whole window was seen: without its goodput and latency there is
+        # nothing to judge a cut by.
+        if self.goodput > 0 and excess_errors(w.errors, w.calls, self.tolerance):
             if self.probe is None:
                 self._cut(now, Probe(self.limit, self.threshold, self.goodput))
                 return
