@@ -199,10 +199,11 @@ def test_rate_limits_leave_the_limit_alone() -> None:
 def test_at_most_one_cut_per_round_trip() -> None:
     now = [0.0]
     limit = AdaptiveLimit(100, 4, MAX, clock=lambda: now[0])
-    for _ in range(20):
+    for n in range(20):  # one whole window of successes
+        now[0] = 0.03 * n
         limit.success(LATENCY)
     for n in range(200):  # a burst of failures within one round trip
-        now[0] = 0.001 * n
+        now[0] = 0.6 + 0.001 * n
         limit.overload(LATENCY)
     assert limit.cuts == 1
     assert limit.limit == 80
@@ -213,3 +214,16 @@ def test_error_statistics() -> None:
     assert excess_errors(60, 100, 0.4)
     assert excess_errors(8, 100, 0.0)
     assert not excess_errors(3, 100, 0.0)
+
+
+def test_errors_before_the_first_window_do_not_cascade() -> None:
+    # A worker (re)started into a storm of errors: nothing is known yet to judge by.
+    now = [0.0]
+    limit = AdaptiveLimit(32, 4, MAX, clock=lambda: now[0])
+    for n in range(9):
+        now[0] = 0.001 * n
+        limit.started()
+        limit.finished()
+        limit.overload(0.001)
+    assert limit.cuts == 0
+    assert limit.limit == 32

@@ -24,21 +24,33 @@ additive-increase/multiplicative-decrease converges), with two refinements:
 1. *Loss above a learned floor.* Within a window, errors count as overload only when
    they exceed the tolerance by more than chance explains (three binomial standard
    deviations plus a few calls). Then the limit is cut by `decrease` at once (TCP's
-   fast reaction to loss), completions of the next round trip are ignored (they were
-   sent under the old limit: TCP's "once per RTT"), and the round trip after that
-   tests the cut: if the error fraction is back within tolerance the cut stands; if
-   it fell significantly but is still high, it is cut again; if it did not fall, the
-   errors are load-independent, so the cut is undone and the tolerance raised to the
-   measured fraction. The tolerance follows the error fraction of normal windows
-   (a slow moving average), so it comes down when the faults stop.
+   fast reaction to loss), and only calls sent after the cut count from then on
+   (those sent before tell nothing about the new limit: TCP's "once per round
+   trip"). A window of those calls then judges the cut, by goodput, which is what
+   the limit is for: if the errors are back within tolerance, the cut stands; if
+   they stayed but the successes a second did not fall with the limit, the calls cut
+   were past the provider's capacity and only failed, so it is cut again; if they
+   stayed and the successes fell with the limit, the errors do not depend on load:
+   the cut is undone and the tolerance raised to the measured fraction. Refusals
+   that come back at once (in under half the usual latency: refused at the door,
+   as a full server does) may cut again before that window ends, each time from
+   calls sent after the last cut, so a limit far above capacity comes down within
+   a few of them rather than a few round trips. The tolerance follows the error
+   fraction of normal windows (a moving average), so it comes down when the faults
+   stop. No error cut is made before a first whole window gives a goodput to judge by.
 2. *Queueing delay, as in TCP Vegas (Brakmo and Peterson) and Netflix's
-   concurrency-limits Gradient2.* The window's mean latency against the baseline
-   (the smallest window mean seen, drifting up slowly so that a provider that became
-   slower for good is followed) estimates how many calls wait in a queue at the
-   provider: `queue = in flight * (1 - baseline / latency)`. More than about a tenth
-   of the limit queued is overload as well (a provider that slows down rather than
-   refusing when over capacity). Latency rises with load by nature, so a latency cut
-   is not tested like an error cut.
+   concurrency-limits Gradient2.* The window's mean latency is compared with a
+   baseline that follows a lower window latency at once and a higher one only slowly
+   (so that a provider that became slower for good is followed within a minute or
+   two, like Gradient2's long-term average). Two windows in a row more than
+   `LATENCY_TOLERANCE` above it (Gradient2's RTT tolerance) mean calls wait in a queue
+   at the provider: a provider that slows down rather than refusing when over
+   capacity. That is overload as well. Latency rises with load by nature, so a
+   latency cut is not judged like an error cut. The tolerance is wide and one window
+   is not enough because the client's own event loop adds delay on a busy host; and
+   while the loop itself lags (`host_lag`, measured by the worker) latency is not
+   read as the provider's at all: a CPU-bound worker answers as many at a lower
+   limit, so a cut would only lose calls in flight.
 
 Growth happens once per window and only while the window is used (at least half the
 limit was in flight; an idle limit is no evidence that a larger one works): doubling
@@ -183,7 +195,9 @@ class AdaptiveLimit:
             return
         w = self.window
         w.errors += 1
-        if excess_errors(w.errors, w.calls, self.tolerance):
+        # Not before a whole window was seen: without its goodput and latency there is
+        # nothing to judge a cut by.
+        if self.goodput > 0 and excess_errors(w.errors, w.calls, self.tolerance):
             if self.probe is None:
                 self._cut(now, Probe(self.limit, self.threshold, self.goodput))
                 return
