@@ -329,6 +329,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             if nodehost.CNI_CACHE.exists():
                 for cached in nodehost.CNI_CACHE.glob(f"*-{cid}-*"):
                     cached.unlink(missing_ok=True)
+        for shared in (Path("/run/containerd/s"), Path("/run/containerd")):
+            with contextlib.suppress(OSError):  # still used by another containerd: keep it
+                shared.rmdir()
 
     @staticmethod
     def clean_stale(slot: NodeSlot, workdir: Path | None = None) -> None:
