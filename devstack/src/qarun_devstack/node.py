@@ -12,9 +12,9 @@ host (`cluster.RealCluster` wires the two together).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 from dataclasses import dataclass, field
@@ -314,24 +314,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return done
 
     def _remove_containers(self) -> None:
-        """Delete every task so that each shim exits and removes its socket file (in
-        the host's /run/containerd/s, named by a hash of socket, namespace and id)."""
+        """Delete every task, so that each shim exits and removes its socket file."""
         ids = self._ctr("containers", "list", "--quiet", check=False).stdout.split()
         for cid in ids:
             self._ctr("tasks", "kill", "--signal", "SIGKILL", cid, check=False)
         for cid in ids:
             self._ctr("tasks", "delete", "--force", cid, check=False)
             self._ctr("containers", "delete", cid, check=False)
-        for cid in ids:
-            digest = hashlib.sha256(f"{self.containerd_socket}/k8s.io/{cid}".encode())
-            Path("/run/containerd/s", digest.hexdigest()).unlink(missing_ok=True)
-            # CNI caches each sandbox's result per network, the loopback one included.
-            if nodehost.CNI_CACHE.exists():
-                for cached in nodehost.CNI_CACHE.glob(f"*-{cid}-*"):
-                    cached.unlink(missing_ok=True)
-        for shared in (Path("/run/containerd/s"), Path("/run/containerd")):
-            with contextlib.suppress(OSError):  # still used by another containerd: keep it
-                shared.rmdir()
 
     @staticmethod
     def clean_stale(slot: NodeSlot, workdir: Path | None = None) -> None:
@@ -345,7 +334,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         nodehost.delete_network(slot)
         nodehost.remove_cgroups(slot)
         for root in roots:
-            nodehost.remove_host_files(slot, root / "pod-logs")
+            nodehost.remove_host_files(slot, root)
+        if record.exists() and workdir is None:  # a killed run's files: nothing runs there
+            stale = Path(record.read_text().strip())
+            shutil.rmtree(stale.parent if stale.name == "node" else stale, ignore_errors=True)
         record.unlink(missing_ok=True)
 
 
