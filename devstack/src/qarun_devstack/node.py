@@ -58,6 +58,12 @@ class Node:
         return self.workdir / "containerd" / "containerd.sock"
 
     @property
+    def containerd_root(self) -> Path:
+        """Pulled images and their unpacked layers, kept between runs (one per slot):
+        a warm start does not pull the stack's images again."""
+        return paths.cache_dir() / "node" / f"containerd-root-{self.slot.index}"
+
+    @property
     def pod_logs(self) -> Path:
         return self.workdir / "pod-logs"
 
@@ -129,6 +135,21 @@ class Node:
         containerd.wait_ready(
             lambda: self._ctr("version", check=False).returncode == 0, 30, "answering ctr"
         )
+        self._forget_rebuilt_images()
+
+    def _forget_rebuilt_images(self) -> None:
+        """Images kept from an earlier run whose tag now names another build: forget
+        them, so that pods (pull policy IfNotPresent) get what `make images` built."""
+        listing = self._ctr("images", "list", check=False).stdout.splitlines()[1:]
+        for line in listing:
+            ref, _, digest, *_ = line.split()
+            prefix = f"{images.REGISTRY}/qarun/"
+            if not ref.startswith(prefix) or "@" in ref or ":" not in ref[len(prefix) :]:
+                continue  # not ours, or a digest reference (it cannot go stale)
+            name, tag = ref[len(prefix) :].rsplit(":", 1)
+            pushed = images.pushed_digest(name, tag)
+            if pushed != digest:
+                self._ctr("images", "remove", ref, check=False)
 
     def _cni_config(self) -> dict[str, object]:
         return {
@@ -157,7 +178,7 @@ class Node:
         mirror = f'{cri[:-1]}.registry.mirrors."{images.REGISTRY}"]'
         return f"""\
 version = 2
-root = "{base / "root"}"
+root = "{self.containerd_root}"
 state = "{base / "state"}"
 # Plugins that would write to system paths (/opt/containerd) or need other filesystems.
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
