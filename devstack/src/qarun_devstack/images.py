@@ -53,11 +53,21 @@ def registry_store() -> Path:
     return paths.cache_dir() / "registry"
 
 
+def _tag_link(name: str, tag: str) -> Path:
+    return (
+        registry_store() / "docker" / "registry" / "v2" / "repositories" / "qarun" / name
+        / "_manifests" / "tags" / tag / "current" / "link"
+    )  # fmt: skip
+
+
+def pushed_digest(name: str, tag: str) -> str | None:
+    """The manifest digest the store's tag points to (None: never pushed)."""
+    link = _tag_link(name, tag)
+    return link.read_text().strip() if link.exists() else None
+
+
 def require_image(name: str) -> str:
     """image_ref(name), after checking that `make images` pushed it to the store."""
-    link = (
-        registry_store() / "docker" / "registry" / "v2" / "repositories" / "qarun" / name
-        / "_manifests" / "tags" / image_tag(name) / "current" / "link"
-    )  # fmt: skip
+    link = _tag_link(name, image_tag(name))
     paths.require(link, f"image {image_ref(name)}", f"bash scripts/build-images.sh {name}")
     return image_ref(name)

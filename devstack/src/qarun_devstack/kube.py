@@ -218,6 +218,9 @@ class KubeCluster:
                 f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
                 # Kubelets act only on their own node and its pods.
                 "--authorization-mode=Node,RBAC",
+                # Reach the kubelet at its node IP: looking its name up would ask the
+                # machine's DNS server, which is not the dev stack's.
+                "--kubelet-preferred-address-types=InternalIP",
             ]
         apiserver = self._service(
             "kube-apiserver",

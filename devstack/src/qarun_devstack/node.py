@@ -12,9 +12,9 @@ host (`cluster.RealCluster` wires the two together).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
 from dataclasses import dataclass, field
@@ -56,6 +56,12 @@ class Node:
     @property
     def containerd_socket(self) -> Path:
         return self.workdir / "containerd" / "containerd.sock"
+
+    @property
+    def containerd_root(self) -> Path:
+        """Pulled images and their unpacked layers, kept between runs (one per slot):
+        a warm start does not pull the stack's images again."""
+        return paths.cache_dir() / "node" / f"containerd-root-{self.slot.index}"
 
     @property
     def pod_logs(self) -> Path:
@@ -129,6 +135,21 @@ class Node:
         containerd.wait_ready(
             lambda: self._ctr("version", check=False).returncode == 0, 30, "answering ctr"
         )
+        self._forget_rebuilt_images()
+
+    def _forget_rebuilt_images(self) -> None:
+        """Images kept from an earlier run whose tag now names another build: forget
+        them, so that pods (pull policy IfNotPresent) get what `make images` built."""
+        listing = self._ctr("images", "list", check=False).stdout.splitlines()[1:]
+        for line in listing:
+            ref, _, digest, *_ = line.split()
+            prefix = f"{images.REGISTRY}/qarun/"
+            if not ref.startswith(prefix) or "@" in ref or ":" not in ref[len(prefix) :]:
+                continue  # not ours, or a digest reference (it cannot go stale)
+            name, tag = ref[len(prefix) :].rsplit(":", 1)
+            pushed = images.pushed_digest(name, tag)
+            if pushed != digest:
+                self._ctr("images", "remove", ref, check=False)
 
     def _cni_config(self) -> dict[str, object]:
         return {
@@ -157,7 +178,7 @@ class Node:
         mirror = f'{cri[:-1]}.registry.mirrors."{images.REGISTRY}"]'
         return f"""\
 version = 2
-root = "{base / "root"}"
+root = "{self.containerd_root}"
 state = "{base / "state"}"
 # Plugins that would write to system paths (/opt/containerd) or need other filesystems.
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
@@ -314,21 +335,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return done
 
     def _remove_containers(self) -> None:
-        """Delete every task so that each shim exits and removes its socket file (in
-        the host's /run/containerd/s, named by a hash of socket, namespace and id)."""
+        """Delete every task, so that each shim exits and removes its socket file."""
         ids = self._ctr("containers", "list", "--quiet", check=False).stdout.split()
         for cid in ids:
             self._ctr("tasks", "kill", "--signal", "SIGKILL", cid, check=False)
         for cid in ids:
             self._ctr("tasks", "delete", "--force", cid, check=False)
             self._ctr("containers", "delete", cid, check=False)
-        for cid in ids:
-            digest = hashlib.sha256(f"{self.containerd_socket}/k8s.io/{cid}".encode())
-            Path("/run/containerd/s", digest.hexdigest()).unlink(missing_ok=True)
-            # CNI caches each sandbox's result per network, the loopback one included.
-            if nodehost.CNI_CACHE.exists():
-                for cached in nodehost.CNI_CACHE.glob(f"*-{cid}-*"):
-                    cached.unlink(missing_ok=True)
 
     @staticmethod
     def clean_stale(slot: NodeSlot, workdir: Path | None = None) -> None:
@@ -342,7 +355,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         nodehost.delete_network(slot)
         nodehost.remove_cgroups(slot)
         for root in roots:
-            nodehost.remove_host_files(slot, root / "pod-logs")
+            nodehost.remove_host_files(slot, root)
+        if record.exists() and workdir is None:  # a killed run's files: nothing runs there
+            stale = Path(record.read_text().strip())
+            shutil.rmtree(stale.parent if stale.name == "node" else stale, ignore_errors=True)
         record.unlink(missing_ok=True)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +33,7 @@ SLOTS = 32
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CNI_CACHE = Path("/var/lib/cni/results")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
+SHIM_SOCKETS = Path("/run/containerd/s")
 # Host-wide kernel settings kubelet sets at start (for every node it runs); put back
 # when the last node on this host stops.
 KUBELET_SYSCTLS = (
@@ -215,14 +218,28 @@ def delete_network(slot: NodeSlot) -> None:
         time.sleep(0.1)
 
 
-def remove_host_files(slot: NodeSlot, pod_logs: Path) -> None:
-    """CNI's result cache and kubelet's /var/log/containers links, both host paths."""
+def remove_host_files(slot: NodeSlot, workdir: Path) -> None:
+    """What containerd and kubelet of the node in workdir left in host paths: CNI's
+    result cache (each names the sandbox's netns, under workdir), the shims' sockets
+    (named by a hash of containerd's socket, namespace and sandbox id) and kubelet's
+    /var/log/containers links."""
     if CNI_CACHE.exists():
-        for cached in CNI_CACHE.glob(f"{slot.name}-*"):
-            cached.unlink(missing_ok=True)
+        for cached in CNI_CACHE.iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                text = cached.read_text()
+                if str(workdir) not in text and not cached.name.startswith(f"{slot.name}-"):
+                    continue
+                sandbox = json.loads(text).get("containerId", "")
+                socket = workdir / "containerd" / "containerd.sock"
+                digest = hashlib.sha256(f"{socket}/k8s.io/{sandbox}".encode()).hexdigest()
+                (SHIM_SOCKETS / digest).unlink(missing_ok=True)
+                cached.unlink(missing_ok=True)
+    for shared in (SHIM_SOCKETS, SHIM_SOCKETS.parent):
+        with contextlib.suppress(OSError):  # still used by another containerd: keep it
+            shared.rmdir()
     if CONTAINER_LOG_LINKS.exists():
         for link in CONTAINER_LOG_LINKS.iterdir():
-            if link.is_symlink() and str(os.readlink(link)).startswith(str(pod_logs)):
+            if link.is_symlink() and str(os.readlink(link)).startswith(str(workdir)):
                 link.unlink(missing_ok=True)
 
 
@@ -234,10 +251,10 @@ def save_host_sysctls() -> None:
 
 def restore_host_sysctls(slot: NodeSlot) -> None:
     """Put kubelet's host-wide settings back, unless another node still runs here."""
-    for index in range(SLOTS):
-        if index == slot.index:
+    for lock in RUN_DIR.glob("slot-*.lock"):
+        if lock.name == f"slot-{slot.index}.lock":
             continue
-        fd = os.open(RUN_DIR / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
