@@ -62,7 +62,9 @@ def until(
                 f"qarun run exited with {proc.returncode} before {what}:\n"
                 + runner_output(proc)[-3000:]
             )
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what}:\n" + runner_output(proc)[-3000:]
+        )
         time.sleep(0.5)
 
 

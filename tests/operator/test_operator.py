@@ -402,9 +402,11 @@ def test_lag_above_lag_per_replica_scales_the_workers(
     }
     kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(sample))
 
-    def workers() -> int:
-        d = get_json(kube, "deployment", f"{run}-llm-worker", "-n", NAMESPACE)
-        return int(d["spec"]["replicas"])
+    def workers() -> int | None:
+        done = kube.kubectl(
+            "get", "deployment", f"{run}-llm-worker", "-n", NAMESPACE, "-o", "json", check=False
+        )
+        return int(json.loads(done.stdout)["spec"]["replicas"]) if done.returncode == 0 else None
 
     wait_for(lambda: workers() == 4, 60, "the workers scaled up to 4 on a lag of 350")
     assert qarun(kube, run)["spec"]["workers"]["replicas"] == 4

@@ -98,7 +98,9 @@ class Kube:
             resource_path=path,
             query_params=query or [],
             header_params=headers,
-            body=json.dumps(body) if body is not None else None,
+            # The client encodes the body itself (JSON is YAML too, for apply); text
+            # given here would be encoded twice for the JSON types, as one JSON string.
+            body=body,
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(*params, _request_timeout=30)

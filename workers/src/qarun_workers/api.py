@@ -24,7 +24,6 @@ from typing import Annotated, Any
 
 import uvicorn
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -63,7 +62,6 @@ class State:
         )
         self.redis = Redis.from_url(storage.redis_url.get_secret_value())
         self.producer = Producer(producer_config(settings))
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -124,9 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/runs/{run}/summary", response_model=RunSummary)
     async def summary(run: Annotated[str, Path(pattern=RUN_PATTERN)]) -> RunSummary:
-        return await read_summary(
-            state.pool, state.redis, state.admin, settings.kafka.group_prefix, run
-        )
+        return await read_summary(state.pool, state.redis, settings.kafka, run)
 
     @app.get("/metrics")
     async def metrics() -> Response:
