@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-local test lint demo bench bench-infra bench-worker bench-flink bench-embedding bench-e2e clean-cache
+.PHONY: help setup setup-local images cluster test lint demo bench bench-infra bench-worker bench-flink bench-embedding bench-e2e clean-cache
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -17,13 +17,19 @@ setup: ## install every component from package registries into .cache/ (warm: se
 setup-local: ## only what a local run needs (no Kubernetes tools): a cold `make demo` is minutes
 	@bash scripts/setup.sh --no-kube
 
+images: setup ## build every image the stack runs (podman, local Debian bases) into the node's registry (warm: seconds)
+	@bash scripts/build-images.sh
+
+cluster: images ## a real single-node Kubernetes cluster here (kubelet, containerd, CoreDNS, registry); prints its KUBECONFIG, Ctrl-C stops it
+	$(VENV)/python -m qarun_devstack cluster
+
 lint: setup ## ruff, mypy and the import contracts
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
 	$(VENV)/lint-imports
 
-test: setup lint ## everything CI runs: set-up, lint, the whole test suite on real components
+test: setup lint images ## everything CI runs: set-up, lint, images, the whole test suite on real components
 	@bash scripts/install-chromium.sh
 	$(VENV)/pytest $(PYTEST_ARGS)
 

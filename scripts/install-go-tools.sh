@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), etcd, kwok and helm from their Go modules into
-# .cache/bin/<tool>-<version>/. Nothing is downloaded but Go modules.
+# .cache/bin/<tool>-<version>/, and on request the real node's Go parts: kubelet +
+# kube-proxy ("kubenode", the same wrapper module), CoreDNS and the distribution
+# registry. Nothing is downloaded but Go modules.
 source "$(dirname "$0")/lib.sh"
 
 command -v go >/dev/null || die "go is not installed: apt-get install golang-go (Go 1.26+)"
@@ -11,9 +13,8 @@ export CGO_ENABLED=0
 # A wrapper module that requires k8s.io/kubernetes and replaces every staging repo
 # (k8s.io/api, client-go, ...) with its published v0.Y.Z twin; kubernetes' own
 # replace block points at ./staging, which a dependency cannot use.
-build_kubernetes() {
-  local out=$1 work="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
-  local staging="v0.${KUBERNETES_VERSION#1.}"
+kube_wrapper() { # work-dir: writes the wrapper go.mod there
+  local work=$1 staging="v0.${KUBERNETES_VERSION#1.}"
   rm -rf "$work" && mkdir -p "$work" && cd "$work"
   local gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" \
@@ -27,19 +28,51 @@ build_kubernetes() {
       | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > go.mod
+}
+
+kube_build() { # out-dir cmd...: builds k8s.io/kubernetes/cmd/<cmd> with version stamps
+  local out=$1; shift
   local pkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version
   local minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
-  local ldflags="-s -w"
+  local ldflags="-s -w" cmds=()
   for p in $pkg $cpkg; do
     ldflags+=" -X $p.gitVersion=v$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
+  for c in "$@"; do cmds+=("k8s.io/kubernetes/cmd/$c"); done
+  GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "$ldflags" -o "$out/" "${cmds[@]}"
+}
+
+build_kubernetes() {
+  kube_wrapper "$CACHE/src/kubernetes-$KUBERNETES_VERSION"
   log "building kubernetes v$KUBERNETES_VERSION (several minutes on 2 cores)"
-  GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "$ldflags" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler \
-    k8s.io/kubernetes/cmd/kubectl
+  kube_build "$1" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+# The node's binaries are their own cache entry: adding them re-builds nothing of the
+# control plane (and a warm Go build cache makes this step about a minute).
+build_kubenode() {
+  kube_wrapper "$CACHE/src/kubenode-$KUBERNETES_VERSION"
+  log "building kubelet + kube-proxy v$KUBERNETES_VERSION"
+  kube_build "$1" kubelet kube-proxy
+  # The pause container's source ships in the same module: the node's sandbox image
+  # (scripts/build-images.sh) is built from it, as upstream builds it (static C).
+  local dir
+  dir=$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  gcc -Os -Wall -Werror -static -DVERSION="v$KUBERNETES_VERSION" \
+    -o "$1/pause" "$dir/build/pause/linux/pause.c"
+}
+
+build_coredns() {
+  log "building coredns v$COREDNS_VERSION"
+  GOBIN="$1" go install -ldflags "-s -w" "github.com/coredns/coredns@v$COREDNS_VERSION"
+}
+
+build_registry() {
+  log "building the distribution registry v$REGISTRY_VERSION"
+  GOBIN="$1" go install -ldflags "-s -w" \
+    "github.com/distribution/distribution/v3/cmd/registry@v$REGISTRY_VERSION"
 }
 
 # etcd's server module also replaces its sibling modules with ../ paths.
@@ -90,7 +123,10 @@ for tool in $want; do
     etcd) install_tool etcd "$ETCD_VERSION" build_etcd ;;
     kwok) install_tool kwok "$KWOK_VERSION" build_kwok ;;
     helm) install_tool helm "$HELM_VERSION" build_helm ;;
-    *) die "unknown tool $tool (kubernetes etcd kwok helm)" ;;
+    kubenode) install_tool kubenode "$KUBERNETES_VERSION" build_kubenode ;;
+    coredns) install_tool coredns "$COREDNS_VERSION" build_coredns ;;
+    registry) install_tool registry "$REGISTRY_VERSION" build_registry ;;
+    *) die "unknown tool $tool (kubernetes etcd kwok helm kubenode coredns registry)" ;;
   esac
 done
 log "go tools ready under $CACHE/bin"

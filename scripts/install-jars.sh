@@ -53,6 +53,8 @@ install_connector() {
 
 once "$KAFKA_HOME/.done" install_kafka
 once "$CONNECTOR_HOME/.done" install_connector
-ln -sfn "$KAFKA_HOME" "$CACHE/kafka"
-ln -sfn "$CONNECTOR_HOME" "$CACHE/flink-connector-kafka"
+# Relative links: a Docker build context (the repository root, when .cache is in it)
+# can follow them; absolute ones point outside the context.
+ln -sfn "$(basename "$KAFKA_HOME")" "$CACHE/kafka"
+ln -sfn "$(basename "$CONNECTOR_HOME")" "$CACHE/flink-connector-kafka"
 log "jars ready: $KAFKA_HOME/libs, $CONNECTOR_HOME"

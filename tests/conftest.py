@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 
+from qarun_devstack.cluster import RealCluster
 from qarun_devstack.flink import FlinkSetup
 from qarun_devstack.flink_session import FlinkSession
 from qarun_devstack.kafka import KafkaBroker
@@ -88,3 +89,20 @@ def flink_session(flink_session_port: int) -> Iterator[FlinkSession]:
     yield from _started(
         lambda d: FlinkSession(d, rest_port=flink_session_port).start(), "flink-session"
     )
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[RealCluster]:
+    """A real single-node cluster (kubelet, containerd, CoreDNS, the image registry):
+    see qarun_devstack.cluster. Images come from `make images`; stopping it must leave
+    nothing on the host, which teardown checks."""
+    cluster = RealCluster(Path(tempfile.mkdtemp(prefix="qarun-test-node-")))
+    try:
+        cluster.start()
+    except MissingComponentError as missing:
+        pytest.fail(str(missing), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+    assert not cluster.leftovers, f"the real node left {cluster.leftovers} on the host"

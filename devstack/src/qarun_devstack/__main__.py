@@ -1,4 +1,5 @@
-"""`python -m qarun_devstack up`: start the local infrastructure and say where it is."""
+"""`python -m qarun_devstack up`: start the local infrastructure and say where it is.
+`python -m qarun_devstack cluster`: a real single-node Kubernetes cluster (`make cluster`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import sys
 import threading
 
+from qarun_devstack.cluster import RealCluster
 from qarun_devstack.paths import MissingComponentError
 from qarun_devstack.process import ServiceError
 from qarun_devstack.stack import LocalStack
@@ -23,10 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start everything and keep it running until Ctrl-C")
     up.add_argument("--no-kube", action="store_true", help="skip the Kubernetes control plane")
     up.add_argument("--check", action="store_true", help="stop again right after start-up")
+    node = sub.add_parser("cluster", help="a real single-node cluster until Ctrl-C")
+    node.add_argument("--check", action="store_true", help="stop again right after start-up")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.command == "cluster":
+        return _cluster(stop, check=args.check)
     try:
         with LocalStack(with_kube=not args.no_kube) as stack:
             print("QARun local infrastructure is up:")
@@ -39,6 +45,30 @@ def main(argv: list[str] | None = None) -> int:
                 print("Press Ctrl-C to stop.", flush=True)
                 with contextlib.suppress(KeyboardInterrupt):
                     stop.wait()
+    except (MissingComponentError, ServiceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cluster(stop: threading.Event, check: bool) -> int:
+    try:
+        with RealCluster() as cluster:
+            print("A real single-node Kubernetes cluster is up:")
+            for step, seconds in cluster.startup_seconds.items():
+                print(f"  {step:<44} {seconds:6.1f} s")
+            print(f"  node IP      {cluster.node_ip}")
+            print(f"  images       {cluster.registry}/qarun/<name>:<tag> (make images fills it)")
+            print(f"  push to      {cluster.registry_push} (plain HTTP)")
+            print(f"  logs         {cluster.workdir}")
+            print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
+            if not check:
+                print("Press Ctrl-C to stop (it removes everything it set up).", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    stop.wait()
+        if cluster.leftovers:
+            print(f"error: left on the host: {cluster.leftovers}", file=sys.stderr)
+            return 1
     except (MissingComponentError, ServiceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

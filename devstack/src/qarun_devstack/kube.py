@@ -4,10 +4,15 @@ etcd + kube-apiserver (RBAC on) + kube-controller-manager (Deployments get Repli
 owner references get garbage-collected) + kube-scheduler + kwok, which plays the
 kubelet of a fake node so that scheduled pods reach Running. Everything is built
 from Go modules by scripts/install-go-tools.sh.
+
+The same control plane serves the real node (`qarun_devstack.cluster`): there it
+listens on an address pods can reach instead of loopback, has a real CA (`pki`) and
+no kwok.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qarun_devstack import paths
+from qarun_devstack.pki import ClusterPki
 from qarun_devstack.process import Service, ServiceError, free_port, run
 
 ADMIN_USER = "qarun-admin"
@@ -48,6 +54,17 @@ NODE_MANIFEST = {
 class KubeCluster:
     workdir: Path
     with_nodes: bool = True
+    # Where the API server listens and what it advertises (the `kubernetes` Service's
+    # endpoint); loopback unless pods must reach it.
+    address: str = "127.0.0.1"
+    kwok: bool = True
+    # A real CA: pods verify the API server, and it authenticates to kubelets.
+    pki: ClusterPki | None = None
+    # Further static-token identities as (user, groups): the real node's kubelet and
+    # kube-proxy. Their tokens are in `tokens`.
+    identities: list[tuple[str, str]] = field(default_factory=list)
+    upstream_crds: bool = True
+    tokens: dict[str, str] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     etcd_port: int = field(default_factory=free_port)
     etcd_peer_port: int = field(default_factory=free_port)
@@ -56,7 +73,7 @@ class KubeCluster:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -113,8 +130,9 @@ class KubeCluster:
             self._start_etcd()
             self._start_apiserver()
             self._start_controllers()
-            self.apply_upstream_crds()
-            if self.with_nodes:
+            if self.upstream_crds:
+                self.apply_upstream_crds()
+            if self.with_nodes and self.kwok:
                 self._start_kwok()
         except BaseException:
             self.stop()  # a half-started control plane must not outlive the failure
@@ -130,33 +148,37 @@ class KubeCluster:
         )
         # An admin in system:masters, authenticated by a static token: RBAC stays on for
         # everyone else, so tests can impersonate service accounts and check the rules.
-        (self.workdir / "tokens.csv").write_text(
-            f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
-        )
-        self.kubeconfig.write_text(
+        lines = [f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"']
+        for user, groups in self.identities:
+            self.tokens[user] = secrets.token_hex(16)
+            lines.append(f'{self.tokens[user]},{user},{user},"{groups}"')
+        (self.workdir / "tokens.csv").write_text("\n".join(lines) + "\n")
+        self.write_kubeconfig(self.kubeconfig, ADMIN_USER, self.token)
+
+    def write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        """A kubeconfig for `user` (authenticated by its static token)."""
+        if self.pki is None:
+            cluster: dict[str, object] = {"server": self.server, "insecure-skip-tls-verify": True}
+        else:
+            ca = base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
+            cluster = {"server": self.server, "certificate-authority-data": ca}
+        path.write_text(
             json.dumps(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "qarun-test",
-                            "cluster": {"server": self.server, "insecure-skip-tls-verify": True},
-                        }
-                    ],
-                    "users": [{"name": ADMIN_USER, "user": {"token": self.token}}],
+                    "clusters": [{"name": "qarun-test", "cluster": cluster}],
+                    "users": [{"name": user, "user": {"token": token}}],
                     "contexts": [
-                        {
-                            "name": "qarun-test",
-                            "context": {"cluster": "qarun-test", "user": ADMIN_USER},
-                        }
+                        {"name": "qarun-test", "context": {"cluster": "qarun-test", "user": user}}
                     ],
                     "current-context": "qarun-test",
                 },
                 indent=2,
             )
         )
-        self.kubeconfig.chmod(0o600)
+        path.chmod(0o600)
+        return path
 
     def _service(self, name: str, argv: list[str | Path]) -> Service:
         service = Service(name, argv, self.workdir / f"{name}.log").start()
@@ -183,19 +205,34 @@ class KubeCluster:
         etcd.wait_ready(lambda: _http_ok(f"{client}/health"), 30, "healthy")
 
     def _start_apiserver(self) -> None:
+        if self.pki is None:
+            # No endpoints for the kubernetes Service: loopback is not allowed there.
+            security = ["--endpoint-reconciler-type=none", "--authorization-mode=RBAC"]
+        else:
+            pki = self.pki
+            security = [
+                f"--tls-cert-file={pki.cert('apiserver')}",
+                f"--tls-private-key-file={pki.key('apiserver')}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+                f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+                # Kubelets act only on their own node and its pods.
+                "--authorization-mode=Node,RBAC",
+                # Reach the kubelet at its node IP: looking its name up would ask the
+                # machine's DNS server, which is not the dev stack's.
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         apiserver = self._service(
             "kube-apiserver",
             [
                 paths.go_tool("kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                # No endpoints for the kubernetes Service: loopback is not allowed there.
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                *security,
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={self.workdir / 'sa.pub'}",
                 f"--service-account-signing-key-file={self.workdir / 'sa.key'}",
@@ -211,6 +248,7 @@ class KubeCluster:
 
     def _start_controllers(self) -> None:
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
+        root_ca = [] if self.pki is None else [f"--root-ca-file={self.pki.ca_cert}"]
         manager = self._service(
             "kube-controller-manager",
             [
@@ -224,6 +262,7 @@ class KubeCluster:
                 "--use-service-account-credentials=false",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-gc-syncs=10",
+                *root_ca,
                 "--v=1",
             ],
         )

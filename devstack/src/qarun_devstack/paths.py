@@ -51,6 +51,9 @@ def go_tool(name: str) -> Path:
         "kube-controller-manager": "kubernetes",
         "kube-scheduler": "kubernetes",
         "kubectl": "kubernetes",
+        "kubelet": "kubenode",
+        "kube-proxy": "kubenode",
+        "pause": "kubenode",
     }.get(name, name)
     return require(
         cache_dir() / "bin" / group / name,
