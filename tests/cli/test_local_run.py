@@ -207,7 +207,7 @@ def dashboard_during_run(
 ) -> dict[str, Any]:
     """Load the dashboard in headless Chromium while results are still coming in."""
     record = Path(env["QARUN_STATE_DIR"]) / "runs" / "e2e" / "run.json"
-    until(record.exists, 120, "the live run's record", proc)
+    until(record.exists, 300, "the live run's record", proc)
     live = json.loads(record.read_text())
     until(lambda: results(status(env)) > done_before, 300, "new results", proc)
     url = live["extra"]["dashboard"]
