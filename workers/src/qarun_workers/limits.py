@@ -26,7 +26,10 @@ is unreachable, learned limits are not applied (with a warning) rather than stop
 the worker: only configured limits need Redis.
 
 Within one worker, one task at a time takes from the buckets while the others queue
-on a local lock, so a waiting worker polls Redis once per wait, not once per request.
+on a local lock, so a waiting worker polls Redis once per wait, not once per request;
+it takes for as many of the waiting tasks as half a bucket holds (their tokens
+estimated as its own; each settles its own estimate), so that a worker's rate is not
+bounded by its Redis round trips.
 """
 
 from __future__ import annotations
@@ -150,6 +153,8 @@ class FleetLimiter:
         self._take = redis.register_script(TAKE)
         self._hold = redis.register_script(HOLD)
         self._lock = asyncio.Lock()
+        self._waiting = 0  # tasks in acquire()
+        self._granted = 0  # requests taken from the buckets for waiting tasks
         self._off = False  # Redis was unreachable with nothing configured: learn no more
         self._build()
 
@@ -195,21 +200,39 @@ class FleetLimiter:
         """Wait until one request of about `tokens` tokens may be sent."""
         if not self.active:
             return
+        self._waiting += 1
+        try:
+            async with self._lock:
+                if self._granted > 0:  # taken from Redis by the task before this one
+                    self._granted -= 1
+                    return
+                await self._take_for(min(self._waiting, self._batch(tokens)), tokens)
+        finally:
+            self._waiting -= 1
+
+    def _batch(self, tokens: int) -> int:
+        """Requests taken in one call for the tasks waiting: a few, up to half a bucket.
+        One call each would bound a worker's rate by its Redis round trips, which a
+        busy host makes long."""
+        sizes = [capacity / (tokens if counts else 1) / 2 for _, capacity, counts in self.rates]
+        return max(1, min(32, int(min(sizes, default=1))))
+
+    async def _take_for(self, batch: int, tokens: int) -> None:
         args: list[float] = []
         for rate, capacity, counts_tokens in self.rates:
-            args += [rate, capacity, tokens if counts_tokens else 1]
-        async with self._lock:
-            while True:
-                try:
-                    wait_ms = int(await self._take(keys=[self.hold_key, *self.keys], args=args))
-                except RedisError as error:
-                    if not self.learning_only:
-                        raise
-                    self._unreachable(error)
-                    return
-                if wait_ms == 0:
-                    return
-                await asyncio.sleep(wait_ms / 1000)
+            args += [rate, capacity, (tokens if counts_tokens else 1) * batch]
+        while True:
+            try:
+                wait_ms = int(await self._take(keys=[self.hold_key, *self.keys], args=args))
+            except RedisError as error:
+                if not self.learning_only:
+                    raise
+                self._unreachable(error)
+                return
+            if wait_ms == 0:
+                self._granted = batch - 1
+                return
+            await asyncio.sleep(wait_ms / 1000)
 
     async def settle(self, estimated: int, actual: int) -> None:
         """Give back (or take) the difference between the token estimate and the real count."""
