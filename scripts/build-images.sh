@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every image the stack runs, here, with podman (runc, no daemon), and pushes
-# them to the dev stack's registry store ($CACHE/registry, served to the real node by
+# them to the dev stack's registry store (.images/registry, served to the real node by
 # qarun_devstack.node as localhost:5001):
 #   qarun/operator, qarun/workers, qarun/flink   the project's Dockerfiles (chart tag)
 #   qarun/flink-base                             flink/Dockerfile's base stage
@@ -15,10 +15,13 @@ source "$(dirname "$0")/lib.sh"
 
 TAG=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/charts/qarun-stack/Chart.yaml")
 [[ -n $TAG ]] || die "no appVersion in charts/qarun-stack/Chart.yaml"
-IMAGES="$CACHE/images"
-STORE="$CACHE/registry"
+# The images are this checkout's (built from its sources), so their store, keys and
+# contexts are too ($QARUN_IMAGE_DIR, default .images/): checkouts sharing one
+# QARUN_CACHE_DIR share only podman's layer cache, never a tag's meaning.
+IMAGES=${QARUN_IMAGE_DIR:-$ROOT/.images}
+STORE="$IMAGES/registry"
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
-mkdir -p "$IMAGES/stamps" "$IMAGES/contexts" "$STORE"
+mkdir -p "$IMAGES/stamps" "$IMAGES/contexts" "$STORE" "$CACHE/images/stamps"
 
 # podman's own storage and settings, not the machine's: runc (crun refuses a hybrid
 # cgroup v1/v2 host), rlimits under the host's hard nofile limit, cgroupfs, no
@@ -60,19 +63,19 @@ debian_mirror() {
 
 BOOKWORM=qarun-local/bookworm:minbase
 build_bookworm() {
-  local root="$IMAGES/rootfs-bookworm"
+  local root="$CACHE/images/rootfs-bookworm"
   rm -rf "$root"
   log "debootstrap --variant=minbase bookworm (about a minute)"
-  debootstrap --variant=minbase bookworm "$root" "$(debian_mirror)" >"$IMAGES/debootstrap.log" 2>&1 \
-    || die "debootstrap failed: see $IMAGES/debootstrap.log"
+  debootstrap --variant=minbase bookworm "$root" "$(debian_mirror)" >"$CACHE/images/debootstrap.log" 2>&1 \
+    || die "debootstrap failed: see $CACHE/images/debootstrap.log"
   rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
   tar -C "$root" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BOOKWORM" >/dev/null
   rm -rf "$root"
 }
 bookworm_base() {
-  if [[ ! -f "$IMAGES/stamps/bookworm.done" ]] || ! have_image "$BOOKWORM"; then
-    rm -f "$IMAGES/stamps/bookworm.done"
-    once "$IMAGES/stamps/bookworm.done" build_bookworm
+  if [[ ! -f "$CACHE/images/stamps/bookworm.done" ]] || ! have_image "$BOOKWORM"; then
+    rm -f "$CACHE/images/stamps/bookworm.done"
+    once "$CACHE/images/stamps/bookworm.done" build_bookworm
   fi
 }
 
@@ -151,7 +154,7 @@ $(tail -30 "$IMAGES/build-$name.log")"
 # A local base (not pushed): rebuilt when its key changes or podman lost it.
 base() { # ref ctx containerfile [args...]
   local ref=$1 ctx=$2 file=$3; shift 3
-  local key stamp="$IMAGES/stamps/base-${ref//[^a-z0-9]/_}"
+  local key stamp="$CACHE/images/stamps/base-${ref//[^a-z0-9]/_}"
   key=$(context_key "$ctx" "$file" "$@")
   if [[ -f $stamp && $(cat "$stamp") == "$key" ]] && have_image "$ref"; then return 0; fi
   log "building the local base $ref"
@@ -218,8 +221,8 @@ binary_image() { # name tag binary
   build "$1" "$2" "$ctx" Containerfile
 }
 
-exec 9>"$IMAGES/.lock"
-flock 9  # one build at a time per cache: contexts and stamps are shared
+exec 9>"$CACHE/images/.lock"
+flock 9  # one build at a time per podman storage: a tag there moves with every build
 started=$SECONDS
 all=(pause coredns redis postgres kafka workers operator flink)
 for name in "${@:-${all[@]}}"; do

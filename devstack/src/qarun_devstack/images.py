@@ -2,13 +2,14 @@
 
 Every image is `localhost:5001/qarun/<name>:<tag>`. `localhost:5001` is the name the
 node's containerd pulls from (kind's local-registry convention); the node serves it
-from the registry store the build script pushes to ($CACHE/registry). The project's
+from the registry store the build script pushes to (.images/registry). The project's
 images carry the charts' version (charts/qarun-stack/Chart.yaml appVersion, the
 charts' default tag); the others carry their component's pinned version.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def image_ref(name: str) -> str:
 
 
 def registry_store() -> Path:
-    return paths.cache_dir() / "registry"
+    """This checkout's images (they are built from its sources): QARUN_IMAGE_DIR,
+    default .images/, holds the store; scripts/build-images.sh fills it."""
+    return Path(os.environ.get("QARUN_IMAGE_DIR", paths.ROOT / ".images")) / "registry"
 
 
 def _tag_link(name: str, tag: str) -> Path:

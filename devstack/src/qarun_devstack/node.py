@@ -74,6 +74,11 @@ class Node:
 
     def start_runtime(self) -> Node:
         """The namespace, registry and containerd: everything before kubelet."""
+        if os.geteuid() != 0:
+            raise ServiceError(
+                "the real node needs root (a network namespace, cgroups, mounts): "
+                "run the tests or `make cluster` as root"
+            )
         for name in ("pause", "coredns"):
             images.require_image(name)
         for binary, package in (("containerd", "containerd"), ("runc", "runc")):
