@@ -110,10 +110,13 @@ def topics(cluster: RealCluster) -> set[str]:
     return {t for t in done.stdout.split() if t.startswith(f"qarun.{RUN}.")}
 
 
-def stack_usage(cluster: RealCluster) -> dict[str, float]:
+def stack_usage(cluster: RealCluster) -> dict[str, Any]:
     """CPU (cores) and memory (MiB) of every pod in the namespace, from kubelet's summary."""
     node = get(cluster, "pods")["items"][0]["spec"]["nodeName"]
-    raw = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary").stdout
+    done = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary", check=False)
+    if done.returncode != 0:
+        return {"unavailable": done.stderr.strip()[-300:]}
+    raw = done.stdout
     cpu = memory = 0.0
     for pod in json.loads(raw).get("pods", []):
         if pod["podRef"]["namespace"] != NAMESPACE:
@@ -169,7 +172,7 @@ def checkpoint_volume(cluster: RealCluster, workdir: Path) -> None:
         "spec": {
             "capacity": {"storage": "1Gi"},
             "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Delete",
+            "persistentVolumeReclaimPolicy": "Retain",  # no deleter for hostPath
             "hostPath": {"path": str(directory), "type": "Directory"},
             "claimRef": {"namespace": NAMESPACE, "name": f"{RUN}-flink-state"},
         },
