@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-local images cluster test lint demo bench bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e clean-cache
+.PHONY: help setup setup-local images cluster test lint demo demo-k8s bench bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e clean-cache
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: setup lint images ## everything CI runs: set-up, lint, images, the whole t
 
 demo: setup-local ## run k8s/qarun.yaml end to end on this machine (1,000 questions), then the report and dashboard
 	$(VENV)/qarun run -f k8s/qarun.yaml --local --total 1000 $(DEMO_ARGS)
+
+demo-k8s: images ## the same demo on the real node: helm install, kubectl apply, progress, then the report
+	$(VENV)/qarun run -f k8s/qarun.yaml --k8s --total 1000 $(DEMO_ARGS)
 
 bench: setup bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e ## all benchmarks; results in benchmarks/results/
 

@@ -118,7 +118,7 @@ def test_run_without_local_says_how(tmp_path: Path) -> None:
         [*QARUN, "run", "-f", str(path)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 2
-    assert "kubectl apply -f" in done.stderr
+    assert "kubectl apply -f" in done.stderr and "--k8s" in done.stderr
 
 
 def test_sample_spec_file_is_valid() -> None:

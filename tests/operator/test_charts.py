@@ -133,6 +133,10 @@ def test_operator_pod_is_hardened(kube: KubeCluster) -> None:
     assert container["readinessProbe"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert "--all-namespaces" in container["args"]
+    # kopf asks getpass for the user name, which fails for a uid without a passwd entry
+    # (the image's 10001) unless the environment names one.
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env.get("USER") or env.get("LOGNAME"), "kopf would crash: getpwuid(10001)"
 
 
 def test_operator_rbac_has_no_wildcard_and_no_secrets(operator_rbac: KubeCluster) -> None:

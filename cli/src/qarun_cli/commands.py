@@ -64,11 +64,22 @@ def run(args: argparse.Namespace) -> int:
     from qarun_cli.specfile import load  # noqa: PLC0415
 
     specfile = load(args.file)
-    if not args.local:
+    if not (args.local or args.k8s):
         raise CLIError(
-            "only --local runs are started by this command; on Kubernetes apply the same "
-            f"file with `kubectl apply -f {args.file}` and the operator runs it",
+            "say where: --local (this machine) or --k8s (helm and kubectl on a cluster); "
+            f"on a cluster with the stack installed, `kubectl apply -f {args.file}` is enough",
             code=2,
+        )
+    if args.k8s:
+        from qarun_cli.cluster_demo import run_on_cluster  # noqa: PLC0415
+
+        return run_on_cluster(
+            args.file,
+            kubeconfig=args.kubeconfig,
+            values=args.values,
+            namespace=args.namespace,
+            total=args.total,
+            timeout=args.timeout,
         )
     spec = specfile.spec
     if args.total is not None:

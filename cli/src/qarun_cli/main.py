@@ -63,11 +63,19 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("-f", "--file", required=True, type=Path, help="the QARun YAML file")
-    run.add_argument(
-        "--local",
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="run on this machine")
+    where.add_argument(
+        "--k8s",
         action="store_true",
-        help="run on this machine (required: on Kubernetes use `kubectl apply -f FILE`)",
+        help="run on Kubernetes through helm and kubectl: this repository's real node "
+        "(`make images` first), or the cluster of --kubeconfig",
     )
+    run.add_argument("--kubeconfig", type=Path, help="--k8s: a cluster of your own (e.g. kind's)")
+    run.add_argument(
+        "--values", type=Path, action="append", default=[], help="--k8s: helm values files"
+    )
+    run.add_argument("--namespace", default="qarun", help="--k8s: the stack's namespace")
     run.add_argument("--total", type=_positive, help="questions to send (overrides spec)")
     run.add_argument("--rate", type=float, help="questions per second (overrides spec)")
     run.add_argument("--replicas", type=_positive, help="LLM workers (overrides spec)")
