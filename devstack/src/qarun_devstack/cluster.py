@@ -140,6 +140,11 @@ class RealCluster:
         started = time.monotonic()
         self.control_plane = cp
         cp.start()
+        # In the slot's cgroup, so that the next start in this slot stops them if this
+        # run is killed hard (an API server whose etcd is gone may ignore SIGTERM).
+        for service in cp.services:
+            if service.proc is not None:
+                nodehost.join_cgroup(slot, "control-plane", service.proc.pid)
         for user, path in ((KUBELET_USER, self.node.kubelet_kubeconfig),
                            (PROXY_USER, self.node.proxy_kubeconfig)):  # fmt: skip
             cp.write_kubeconfig(path, user, cp.tokens[user])
@@ -196,10 +201,11 @@ class RealCluster:
 
     def stop(self) -> None:
         """Stop the node, then the control plane; record what could not be removed."""
+        control_plane = self.control_plane
         if self.node is not None:
-            self.leftovers = self.node.stop()
+            self.leftovers = self.node.stop(then=control_plane.stop if control_plane else None)
             self.node = None
-        if self.control_plane is not None:
-            self.control_plane.stop()
+        elif control_plane is not None:
+            control_plane.stop()
         if not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,8 +314,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     # --- stop ---------------------------------------------------------------------
 
-    def stop(self) -> list[str]:
-        """Stop everything and remove it from the host; returns what could not be removed."""
+    def stop(self, then: Callable[[], None] | None = None) -> list[str]:
+        """Stop everything and remove it from the host; returns what could not be removed.
+        `then` runs once the node's services are stopped, before the clean-up kills what
+        is left in the slot's cgroups (the control plane's graceful stop)."""
         by_name = {s.name: s for s in self.services}
         for name in ("kubelet", "kube-proxy"):
             if name in by_name:
@@ -324,6 +327,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         for service in reversed(self.services):
             service.stop()
         self.services.clear()
+        if then is not None:
+            then()
         self.clean_stale(self.slot, self.workdir)
         left = nodehost.leftovers(self.slot, self.workdir)
         nodehost.restore_host_sysctls(self.slot)
