@@ -229,7 +229,7 @@ class Bench:
         self.produce(RunTopics(run).questions, self.questions(run, 0, backlog))
         with (
             self.simulator(run, "--rpm-limit", str(a.rpm)) as sim,
-            self.pipeline(run, sim, 3) as ports,
+            self.pipeline(run, sim, a.rpm_workers) as ports,
         ):
             first, last = self.last_minute(sim, a.long_seconds)
             limits = [self.limit(port) for port in ports]
@@ -237,7 +237,7 @@ class Bench:
         minutes = (last["clock"] - first["clock"]) / 60
         taken = (calls - refused) / minutes
         return {
-            "workers": 3,
+            "workers": a.rpm_workers,
             "rpm_limit": a.rpm,
             "achieved_rpm": round(taken),
             "rate_ratio": round(taken / a.rpm, 3),
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--long-seconds", type=float, default=90.0, help="capacity, rpm runs")
     parser.add_argument("--rpm", type=int, default=6000)
+    parser.add_argument("--rpm-workers", type=int, default=3)
     parser.add_argument("--capacity", type=int, default=200, help="the simulator's, in flight")
     parser.add_argument("--note", default="", help="stored with the results")
     parser.add_argument("--workdir", type=Path, help="keep the logs here (default: deleted)")
