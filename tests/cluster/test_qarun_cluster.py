@@ -151,12 +151,25 @@ def stack(
     try:
         yield real_cluster
     finally:
+        # A run the test did not get to delete goes first, while its operator still runs
+        # (its finalizer releases the topics).
+        real_cluster.kubectl(
+            "delete", "qaruns", "--all", "-n", NAMESPACE, "--timeout=180s", check=False,
+            timeout=200,
+        )  # fmt: skip
         kube.helm("uninstall", "qarun", "-n", NAMESPACE, "--wait", "--timeout", "5m", timeout=330)
-        left = real_cluster.kubectl(
-            "get", "all,configmaps,secrets,pvc,qaruns", "-n", NAMESPACE, "-o", "name"
-        ).stdout.split()
-        # What every namespace has: its CA bundle and default ServiceAccount's ConfigMap.
-        assert [n for n in left if n != "configmap/kube-root-ca.crt"] == [], left
+
+        def left() -> list[str]:
+            names = real_cluster.kubectl(
+                "get", "all,configmaps,secrets,pvc,qaruns", "-n", NAMESPACE, "-o", "name"
+            ).stdout.split()
+            # What every namespace keeps: the cluster's CA bundle ConfigMap.
+            return [n for n in names if n != "configmap/kube-root-ca.crt"]
+
+        deadline = time.monotonic() + 180  # pods terminate after their Deployments go
+        while left() and time.monotonic() < deadline:
+            time.sleep(2)
+        assert left() == [], "the uninstalled release left objects in its namespace"
 
 
 def checkpoint_volume(cluster: RealCluster, workdir: Path) -> None:

@@ -108,3 +108,20 @@ def test_server_applies_nested_defaults(qarun_crd: KubeCluster) -> None:
         "judge": {"baseURL": "", "model": ""},
     }
     assert spec["storage"]["postgresSecretRef"] == {"name": "qarun-postgres", "key": "dsn"}
+
+
+def test_listing_a_kind_the_cluster_lacks_finds_nothing(qarun_crd: KubeCluster) -> None:
+    """Without Strimzi or the Flink operator their CRDs are absent: the API server answers
+    a plain-text 404, and the operator's list (observe, prune) reads it as no objects."""
+    from kubernetes import client, config  # noqa: PLC0415
+
+    from qarun_operator.kube import Kind, Kube  # noqa: PLC0415
+
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(qarun_crd.kubeconfig), client_configuration=configuration
+    )
+    kube = Kube(client.ApiClient(configuration))
+    absent = Kind("nothing.example.com/v1", "Nothing", "nothings")
+    assert kube.list(absent, "default", "qarun.io/run=x") == []
+    assert kube.get(absent, "default", "x") is None

@@ -105,7 +105,10 @@ class Kube:
         )
         response = self.api.call_api(*params, _request_timeout=30)
         data = response.read()  # type: ignore[no-untyped-call]
-        payload: JSON = json.loads(data) if data else {}
+        try:
+            payload: JSON = json.loads(data) if data else {}
+        except ValueError:  # e.g. "404 page not found" for a kind whose CRD is absent
+            payload = {"message": data.decode(errors="replace")}
         if not 200 <= response.status < 300:
             raise KubeError(
                 response.status, str(payload.get("reason", "")), str(payload.get("message", data))
