@@ -127,6 +127,10 @@ class LLMWorker:
         )
         self.rng = random.Random()
         self.tasks: dict[asyncio.Task[None], PartitionKey] = {}  # call -> its partition
+        # Calls past the budget and the fleet's pacing: the request may be at the provider.
+        # A revoke waits for these only; the others are cancelled, since their partition's
+        # next owner makes the call (waiting for a paced call's turn held a revoke 60 s).
+        self.sending: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread = threading.get_ident()
         self.counters = Counters()
@@ -200,6 +204,7 @@ class LLMWorker:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
+        self.sending.discard(task)
         self.limit.finished()
         if not task.cancelled() and task.exception() is not None:
             log.error("message handler failed", exc_info=task.exception())
@@ -217,6 +222,9 @@ class LLMWorker:
         estimate = estimate_tokens(text, self.s.llm.max_tokens)
         if not await self._may_send(estimate):
             return  # budget spent: the offset stays unstored, the message stays in Kafka
+        task = asyncio.current_task()
+        if task is not None:
+            self.sending.add(task)
         try:
             completion = await ask(self.client, self.s.llm, text)
         except Failure as failure:
@@ -245,7 +253,12 @@ class LLMWorker:
         if self.budget is not None and not await self.budget.reserve(self._usage(estimate, 0)):
             return False
         if self.fleet is not None:
-            await self.fleet.acquire(estimate)
+            try:
+                await self.fleet.acquire(estimate)
+            except asyncio.CancelledError:  # revoked while waiting for its turn
+                if self.budget is not None:
+                    await self.budget.settle(self._usage(estimate, 0), self._usage(0, 0))
+                raise
         return True
 
     async def _settle(self, estimate: int, completion: Completion | None) -> None:
@@ -367,6 +380,12 @@ class LLMWorker:
         store the offsets); calls of the partitions kept go on meanwhile."""
         keys = {(tp.topic, tp.partition) for tp in partitions}
         calls = [task for task, key in self.tasks.items() if key in keys]
+        waiting = [task for task in calls if task not in self.sending]
+        for task in waiting:  # not sent yet: the message stays unstored for the next owner
+            task.cancel()
+        calls = [task for task in calls if task in self.sending]
+        if waiting:
+            log.info("rebalance: %d calls of revoked partitions not sent, left", len(waiting))
         if calls:
             log.info("rebalance: waiting for %d calls of revoked partitions", len(calls))
             await asyncio.wait(calls, timeout=self.s.llm.timeout_seconds + 5)
