@@ -6,7 +6,7 @@ SHELL := bash
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-local images cluster test lint demo demo-k8s bench bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e clean-cache
+.PHONY: help setup setup-local images cluster test test-cluster lint demo demo-k8s bench bench-infra bench-worker bench-adaptive bench-flink bench-embedding bench-e2e clean-cache
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ lint: setup ## ruff, mypy and the import contracts
 test: setup lint images ## everything CI runs: set-up, lint, images, the whole test suite on real components
 	@bash scripts/install-chromium.sh
 	$(VENV)/pytest $(PYTEST_ARGS)
+
+test-cluster: setup images ## QARun on the real node: helm install, kubectl apply, scale, pod kills, delete (not yet in `make test`)
+	$(VENV)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 demo: setup-local ## run k8s/qarun.yaml end to end on this machine (1,000 questions), then the report and dashboard
 	$(VENV)/qarun run -f k8s/qarun.yaml --local --total 1000 $(DEMO_ARGS)

@@ -30,6 +30,8 @@ from qarun_devstack import paths
 from qarun_devstack.cluster import RealCluster
 from qarun_devstack.images import PROJECT_IMAGES, require_image
 
+pytestmark = pytest.mark.cluster
+
 ROOT = paths.ROOT
 NAMESPACE = "qarun"
 RUN = "yahoo-demo"
