@@ -33,8 +33,8 @@ test: setup lint images ## everything CI runs: set-up, lint, images, the whole t
 	@bash scripts/install-chromium.sh
 	$(VENV)/pytest $(PYTEST_ARGS)
 
-test-cluster: setup images ## QARun on the real node: helm install, kubectl apply, scale, pod kills, delete (not yet in `make test`)
-	$(VENV)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
+test-cluster: setup images ## QARun on the real node: helm install, kubectl apply, scale, pod kills, delete (part of `make test`; alone here)
+	$(VENV)/pytest tests/cluster $(PYTEST_ARGS)
 
 demo: setup-local ## run k8s/qarun.yaml end to end on this machine (1,000 questions), then the report and dashboard
 	$(VENV)/qarun run -f k8s/qarun.yaml --local --total 1000 $(DEMO_ARGS)

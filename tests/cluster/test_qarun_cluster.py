@@ -30,8 +30,6 @@ from qarun_devstack import paths
 from qarun_devstack.cluster import RealCluster
 from qarun_devstack.images import PROJECT_IMAGES, require_image
 
-pytestmark = pytest.mark.cluster
-
 ROOT = paths.ROOT
 NAMESPACE = "qarun"
 RUN = "yahoo-demo"
@@ -106,7 +104,7 @@ def api_summary(cluster: RealCluster) -> dict[str, Any]:
 def topics(cluster: RealCluster) -> set[str]:
     done = cluster.kubectl(
         "exec", "-n", NAMESPACE, "statefulset/qarun-kafka", "--",
-        "java", "-cp", "/opt/kafka/libs/*", "kafka.admin.TopicCommand",
+        "java", "-cp", "/opt/kafka/libs/*", "org.apache.kafka.tools.TopicCommand",
         "--bootstrap-server", "localhost:9092", "--list",
     )  # fmt: skip
     return {t for t in done.stdout.split() if t.startswith(f"qarun.{RUN}.")}
