@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import random
@@ -12,7 +11,6 @@ from confluent_kafka import TopicPartition
 
 from qarun_core.messages import DeadLetterReason, ErrorClass, Question
 from qarun_core.topics import RetryTier
-from qarun_workers.concurrency import AdaptiveLimit
 from qarun_workers.generator import arrivals, in_burst, question_id, sequence
 from qarun_workers.kafka_io import OffsetTracker
 from qarun_workers.logs import RedactSecrets
@@ -58,26 +56,6 @@ def test_redaction_filter_masks_secrets(line: str, caplog: pytest.LogCaptureFixt
     assert "***" in text
     for secret in ("sk-abcdef", "abc.def.ghi", "sk-proj-abc", "hunter2", "pa55word", "my-own"):
         assert secret not in text
-
-
-def test_aimd_slow_start_then_backs_off_once_per_round_trip() -> None:
-    async def scenario() -> AdaptiveLimit:
-        limit = AdaptiveLimit(initial=4, minimum=2, maximum=64)
-        limit.started(4)
-        for _ in range(4):
-            limit.success(0.01)  # window full: slow start, +1 each
-        assert limit.limit == 8
-        limit.overload()
-        limit.overload()  # the same burst: counted once
-        assert limit.limit == pytest.approx(6.4)
-        limit.success(0.01)
-        assert 6.4 < limit.limit < 7.5  # gentle growth above the threshold
-        return limit
-
-    limit = asyncio.run(scenario())
-    for _ in range(1000):
-        limit.success(0.01)
-    assert limit.limit <= 64
 
 
 def test_offsets_are_stored_only_past_the_finished_prefix() -> None:
