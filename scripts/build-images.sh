@@ -123,8 +123,22 @@ CONF
   done
   die "the registry did not start: $(tail -5 "$IMAGES/registry.log")"
 }
-registry_down() { [[ -z $REGISTRY_PID ]] || { kill "$REGISTRY_PID"; wait "$REGISTRY_PID" || true; }; }
+registry_down() {
+  [[ -z $REGISTRY_PID ]] && return 0
+  kill "$REGISTRY_PID"; wait "$REGISTRY_PID" || true
+  REGISTRY_PID=""
+  # A push that moved a tag leaves the old manifest's blobs behind: collected while
+  # nothing serves the store, so it holds each image about once.
+  "$CACHE/bin/registry/registry" garbage-collect --delete-untagged "$IMAGES/registry.yaml" \
+    >>"$IMAGES/registry.log" 2>&1 || log "registry garbage-collect failed (see $IMAGES/registry.log)"
+}
 trap registry_down EXIT
+
+# Free space where the builds write, in MiB.
+free_mib() { df -Pm "$1" | awk 'NR == 2 {print $4}'; }
+report_space() {
+  log "free space: $(free_mib "$PODMAN") MiB under $PODMAN, $(free_mib "$STORE") MiB under $STORE"
+}
 
 # build name tag ctx containerfile [podman build args...]: builds localhost/qarun/<name>
 # unless the same key was built and pushed before; pushes to the store.
@@ -142,12 +156,13 @@ build() {
   log "building qarun/$name:$tag"
   podman build --quiet --network=host --layers -f "$ctx/$file" -t "$ref" "$@" "$ctx" \
     >"$IMAGES/build-$name.log" 2>&1 \
-    || die "building $name failed (log: $IMAGES/build-$name.log):
+    || die "building $name failed (log: $IMAGES/build-$name.log; $(free_mib "$PODMAN") MiB free):
 $(tail -30 "$IMAGES/build-$name.log")"
   registry_up
   podman push --quiet --tls-verify=false --digestfile "$stamp.digest" "$ref" \
     "docker://$REGISTRY_ADDR/qarun/$name:$tag"
   echo "$key" > "$stamp.key"
+  prune_stale
   log "qarun/$name:$tag built and pushed in $((SECONDS - started)) s"
 }
 
@@ -161,6 +176,20 @@ base() { # ref ctx containerfile [args...]
   podman build --quiet --network=host --layers -f "$ctx/$file" -t "$ref" "$@" "$ctx" \
     >"$IMAGES/build-base.log" 2>&1 || die "building $ref failed: $(tail -30 "$IMAGES/build-base.log")"
   echo "$key" > "$stamp"
+}
+
+# A build that moved a tag leaves the previous image untagged: removed at once, with
+# the layers only it used (the layer cache of the current images stays), so rebuilding
+# the same images again and again does not fill the disk.
+prune_stale() {
+  local before after
+  after=$(podman images --quiet --filter dangling=true | wc -l)
+  while ((after > 0)); do  # removing one frees its parent: again until none is left
+    before=$after
+    podman image prune --force >/dev/null || return 0
+    after=$(podman images --quiet --filter dangling=true | wc -l)
+    ((after < before)) || return 0
+  done
 }
 
 fresh_context() { local ctx="$IMAGES/contexts/$1"; rm -rf "$ctx"; mkdir -p "$ctx"; echo "$ctx"; }
@@ -224,6 +253,8 @@ binary_image() { # name tag binary
 exec 9>"$CACHE/images/.lock"
 flock 9  # one build at a time per podman storage: a tag there moves with every build
 started=$SECONDS
+report_space
+prune_stale
 all=(pause coredns redis postgres kafka workers operator flink)
 for name in "${@:-${all[@]}}"; do
   case $name in
@@ -238,4 +269,12 @@ for name in "${@:-${all[@]}}"; do
     *) die "unknown image $name (${all[*]})" ;;
   esac
 done
+registry_down
+if [[ ${CI:-} == true ]]; then
+  # A CI clone builds once and is thrown away: its layer cache is never used again,
+  # and the tests after this need the disk for the node's own copy of the images.
+  podman rmi --all --force >/dev/null 2>&1 || true
+  prune_stale
+fi
+report_space
 log "images ready in $((SECONDS - started)) s (store: $STORE, pulled as localhost:5001/qarun/<name>:<tag>)"
