@@ -154,7 +154,7 @@ class LLMWorker:
             )
             batch = [msg for msg in messages if raise_on_error(msg)]
             if batch:
-                await self._start_batch(batch)
+                self._start_batch(batch)
             await asyncio.sleep(0)
 
     def _idle(self) -> None:
@@ -168,9 +168,10 @@ class LLMWorker:
             self.consumer.pause([where])
             self.consumer.seek(where)
 
-    async def _start_batch(self, batch: list[Message]) -> None:
-        """One task per message, but none for a question answered already (by this
-        partition's owner before a kill): its offset is finished at once."""
+    def _start_batch(self, batch: list[Message]) -> None:
+        """One task per message. The batch's answered marks are read in one MGET that
+        the loop does not wait for (the next fetch goes on); each task waits for it and
+        skips a question answered already (by the partition's owner before a kill)."""
         parsed: list[Question | PoisonMessageError] = []
         for msg in batch:
             self.tracker.started(msg)
@@ -178,13 +179,11 @@ class LLMWorker:
                 parsed.append(Question.from_bytes(msg.value()))
             except PoisonMessageError as error:
                 parsed.append(error)
-        answered = await self._answered([q for q in parsed if isinstance(q, Question)])
+        answered = asyncio.ensure_future(
+            self._answered([q for q in parsed if isinstance(q, Question)])
+        )
         for msg, question in zip(batch, parsed, strict=True):
-            if isinstance(question, Question) and question.question_id in answered:
-                self.metrics.already_answered.inc()
-                self.delivery.finish(*position(msg))
-            else:
-                self._start(msg, question)
+            self._start(msg, question, answered)
 
     async def _answered(self, questions: list[Question]) -> set[str]:
         if self.marks is None or not questions:
@@ -192,9 +191,14 @@ class LLMWorker:
         found = await self.marks.answered(questions)
         return {q.question_id for q, done in zip(questions, found, strict=True) if done}
 
-    def _start(self, msg: Message, question: Question | PoisonMessageError) -> None:
+    def _start(
+        self,
+        msg: Message,
+        question: Question | PoisonMessageError,
+        answered: asyncio.Future[set[str]],
+    ) -> None:
         self.limit.started()
-        task = asyncio.create_task(self._handle(msg, question))
+        task = asyncio.create_task(self._handle(msg, question, answered))
         self.tasks[task] = position(msg)
         task.add_done_callback(self._task_done)
 
@@ -209,9 +213,18 @@ class LLMWorker:
             log.error("message handler failed", exc_info=task.exception())
             self.shutdown.event.set()  # a bug, not a message problem: stop without committing
 
-    async def _handle(self, msg: Message, question: Question | PoisonMessageError) -> None:
+    async def _handle(
+        self,
+        msg: Message,
+        question: Question | PoisonMessageError,
+        answered: asyncio.Future[set[str]],
+    ) -> None:
         if isinstance(question, PoisonMessageError):
             self.outcomes.poison(msg, question)
+            return
+        if question.question_id in await asyncio.shield(answered):
+            self.metrics.already_answered.inc()
+            self.delivery.finish(*position(msg))  # its answer is on the answers topic
             return
         text = prompt(question)
         estimate = estimate_tokens(text, self.s.llm.max_tokens)
