@@ -59,10 +59,10 @@ COMMIT_MS = 100
 UNACKED_MIN = 32  # outcomes awaiting acks beyond the limit (and this) hold back new calls
 REVOKE_ACK_SECONDS = 10.0  # how long a revoke waits for its partitions' outcomes' acks
 
-Position = tuple[str, int, int]  # topic, partition, offset
+MessagePosition = tuple[str, int, int]  # topic, partition, offset
 
 
-def position(msg: Message) -> Position:
+def message_position(msg: Message) -> MessagePosition:
     return msg.topic() or "", msg.partition() or 0, msg.offset() or 0
 
 
@@ -101,7 +101,7 @@ class LLMWorker:
             marks=self.marks,
             metrics=self.metrics,
         )
-        self.tasks: dict[asyncio.Task[None], Position] = {}  # call -> its message
+        self.tasks: dict[asyncio.Task[None], MessagePosition] = {}  # call -> its message
         # Calls past the budget and the fleet's pacing: the request may be at the provider.
         # A revoke waits for these only; the others are cancelled, since their partition's
         # next owner makes the call (waiting for a paced call's turn held a revoke 60 s).
@@ -199,7 +199,7 @@ class LLMWorker:
     ) -> None:
         self.limit.started()
         task = asyncio.create_task(self._handle(msg, question, answered))
-        self.tasks[task] = position(msg)
+        self.tasks[task] = message_position(msg)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -224,12 +224,12 @@ class LLMWorker:
             return
         if question.question_id in await asyncio.shield(answered):
             self.metrics.already_answered.inc()
-            self.delivery.finish(*position(msg))  # its answer is on the answers topic
+            self.delivery.finish(*message_position(msg))  # its answer is on the answers topic
             return
         text = prompt(question)
         estimate = estimate_tokens(text, self.s.llm.max_tokens)
         if not await self.gate.admit(estimate):
-            self.tracker.dropped(*position(msg))  # budget spent: the message stays in Kafka
+            self.tracker.dropped(*message_position(msg))  # budget spent: the message stays in Kafka
             return
         task = asyncio.current_task()
         if task is not None:
