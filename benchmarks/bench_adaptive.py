@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": describe(),
         "latency_s": args.latency,
         "note": args.note or os.environ.get("QARUN_BENCH_NOTE", ""),
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
         bench = Bench(args, args.workdir or Path(tmp))
@@ -312,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             result["random_faults"]["answered_per_s"] / result["baseline"]["answered_per_s"], 3
         )
     result["bench_seconds"] = round(time.monotonic() - started)
+    result["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     if args.only and args.out is None:
         print(json.dumps(result, indent=2))
         return 0

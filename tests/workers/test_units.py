@@ -18,6 +18,22 @@ from qarun_workers.retry import give_up, retry_delay
 from qarun_workers.settings import RetrySettings, Settings, TrafficSettings
 
 
+class _Msg:
+    """What OffsetTracker reads of a consumed message."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
 def test_settings_from_env_keep_the_key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QARUN_RUN", "yahoo-demo")
     monkeypatch.setenv("QARUN_LLM__MAX_CONCURRENCY", "900")
@@ -59,28 +75,31 @@ def test_redaction_filter_masks_secrets(line: str, caplog: pytest.LogCaptureFixt
 
 
 def test_offsets_are_stored_only_past_the_finished_prefix() -> None:
-    class Msg:
-        def __init__(self, offset: int) -> None:
-            self._offset = offset
-
-        def topic(self) -> str:
-            return "t"
-
-        def partition(self) -> int:
-            return 0
-
-        def offset(self) -> int:
-            return self._offset
-
     tracker = OffsetTracker()
     for offset in (10, 11, 12):
-        tracker.started(Msg(offset))  # type: ignore[arg-type]
+        tracker.started(_Msg(offset))  # type: ignore[arg-type]
     assert tracker.finished("t", 0, 12) is None
     assert tracker.finished("t", 0, 10) == TopicPartition("t", 0, 11)
     assert tracker.finished("t", 0, 11) == TopicPartition("t", 0, 13)
     assert tracker.in_flight == 0
     tracker.revoke([TopicPartition("t", 0)])
     assert tracker.finished("t", 0, 14) is None
+
+
+def test_offsets_finished_behind_or_dropped_are_not_waited_for() -> None:
+    """A revoke waits while `unsettled` is above zero: an offset finished behind an
+    unfinished one, or dropped (its call cancelled), has no output still to come."""
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12, 13):
+        tracker.started(_Msg(offset))  # type: ignore[arg-type]
+    partition = [TopicPartition("t", 0)]
+    assert tracker.finished("t", 0, 12) is None
+    assert tracker.unsettled(partition) == 3
+    tracker.dropped("t", 0, 10)  # cancelled before it was sent
+    assert tracker.unsettled(partition) == 2
+    assert tracker.finished("t", 0, 11) is None  # 10 holds the prefix: nothing stored
+    assert tracker.finished("t", 0, 13) is None
+    assert tracker.unsettled(partition) == 0
 
 
 def test_backoff_is_exponential_with_jitter_and_quota_waits_long() -> None:

@@ -1,5 +1,5 @@
-"""After a SIGKILL of the LLM worker, the calls made again are about those that were in
-flight: the simulator counts every title's calls."""
+"""After a SIGKILL of the LLM worker, the calls made again are those that were in flight:
+the simulator counts every title's calls."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def test_kill_9_repeats_about_the_calls_in_flight(
 
     repeated = sum(n - 1 for n in sim.titles().values())
     print(f"{repeated} calls repeated after {KILLS} kills at {IN_FLIGHT} in flight")
-    # In flight at each kill (16), plus what was acknowledged in the last commit
-    # interval (0.1 s: 8 calls at this rate; with 1 s it was up to 80).
-    assert repeated <= KILLS * (IN_FLIGHT + 10)
+    # At each kill the 16 calls in flight are made again. An answer acknowledged since
+    # the last commit is not: its mark is in Redis, and the next owner skips it, except
+    # for the answers acknowledged in the moment before their marks were written (one
+    # pipelined SET per loop turn: at 80 calls/s, a couple). Measured: 50 and 52;
+    # before the marks, 89 (over the 78 this bound allowed then).
+    assert repeated <= KILLS * (IN_FLIGHT + 2)

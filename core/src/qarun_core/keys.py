@@ -63,6 +63,12 @@ def answer_key(run: str, question_id: str) -> str:
     return redis_key(run, "answer", question_id)
 
 
+def answered_key(run: str, question_id: str, attempt: int) -> str:
+    """Set once an answer to this attempt of a question is acknowledged on the answers
+    topic: an LLM worker that takes the question again (after a kill) skips its call."""
+    return redis_key(run, "answered", question_id, str(attempt))
+
+
 def text_key(run: str, text_hash: str) -> str:
     """A cached final answer by a hash of the question's text."""
     return redis_key(run, "text", text_hash)

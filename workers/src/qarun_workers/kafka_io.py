@@ -98,43 +98,62 @@ def ensure_run_topics(settings: Settings) -> None:
         ensure_topics(kafka.bootstrap, settings.topics.all(), kafka.partitions, kafka.replicas)
 
 
+class _PartitionOffsets:
+    """One partition's offsets in flight, in the order they were started."""
+
+    def __init__(self) -> None:
+        self.order: deque[int] = deque()
+        self.done: set[int] = set()  # finished behind an unfinished one
+        self.dropped: set[int] = set()  # will not finish here; they hold the prefix back
+
+
 class OffsetTracker:
     """Per partition, the offsets in flight; yields the offset to store as a prefix finishes."""
 
     def __init__(self) -> None:
-        self._order: dict[tuple[str, int], deque[int]] = {}
-        self._done: dict[tuple[str, int], set[int]] = {}
+        self._partitions: dict[tuple[str, int], _PartitionOffsets] = {}
 
     def started(self, msg: Message) -> None:
         key = (msg.topic() or "", msg.partition() or 0)
-        self._order.setdefault(key, deque()).append(msg.offset() or 0)
-        self._done.setdefault(key, set())
+        self._partitions.setdefault(key, _PartitionOffsets()).order.append(msg.offset() or 0)
 
     def finished(self, topic: str, partition: int, offset: int) -> TopicPartition | None:
         """Mark one offset done; the position to store when the finished prefix grew."""
-        key = (topic, partition)
-        order, done = self._order.get(key), self._done.get(key)
-        if order is None or done is None:
+        offsets = self._partitions.get((topic, partition))
+        if offsets is None:
             return None  # the partition was revoked meanwhile
-        done.add(offset)
+        offsets.done.add(offset)
         last = None
-        while order and order[0] in done:
-            last = order.popleft()
-            done.discard(last)
+        while offsets.order and offsets.order[0] in offsets.done:
+            last = offsets.order.popleft()
+            offsets.done.discard(last)
         return None if last is None else TopicPartition(topic, partition, last + 1)
+
+    def dropped(self, topic: str, partition: int, offset: int) -> None:
+        """An offset whose message gets no output here (its call was cancelled on revoke,
+        or the budget ran out): never stored, so the partition's next owner (or this
+        worker's next run) takes the message again, and no longer waited for."""
+        offsets = self._partitions.get((topic, partition))
+        if offsets is not None:
+            offsets.dropped.add(offset)
 
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
-            self._order.pop((tp.topic, tp.partition), None)
-            self._done.pop((tp.topic, tp.partition), None)
+            self._partitions.pop((tp.topic, tp.partition), None)
 
     @property
     def in_flight(self) -> int:
-        return sum(len(order) for order in self._order.values())
+        return sum(len(offsets.order) for offsets in self._partitions.values())
 
     def unsettled(self, partitions: Iterable[TopicPartition]) -> int:
-        """Offsets of these partitions started and not yet finished."""
-        return sum(len(self._order.get((tp.topic, tp.partition), ())) for tp in partitions)
+        """Offsets of these partitions whose output is still to come: started, neither
+        finished (behind an unfinished one, say) nor dropped."""
+        total = 0
+        for tp in partitions:
+            offsets = self._partitions.get((tp.topic, tp.partition))
+            if offsets is not None:
+                total += len(offsets.order) - len(offsets.done) - len(offsets.dropped)
+        return total
 
 
 def store_positions(consumer: Consumer, positions: list[TopicPartition]) -> None:
@@ -157,12 +176,22 @@ def commit_stored(consumer: Consumer) -> None:
 
 
 class Delivery:
-    """Producer callbacks that store the consumed offset once the output is acked."""
+    """Producer callbacks that store the consumed offset once the output is acked.
+
+    While a revoke callback runs in the fetch thread, librdkafka blocks `store_offsets`
+    from any other thread until the callback returns; the callback in turn waits for
+    the event loop to settle the revoked partitions' outputs. So between `defer()` and
+    `store_deferred()` the positions the loop finishes are kept, and the callback's own
+    thread stores them before it commits.
+    """
 
     def __init__(self, consumer: Consumer, tracker: OffsetTracker) -> None:
         self.consumer = consumer
         self.tracker = tracker
         self.failure: KafkaError | None = None
+        self._lock = threading.Lock()  # guards the two below, never held while storing
+        self._deferring = False
+        self._deferred: dict[tuple[str, int], TopicPartition] = {}
 
     def on_done(self, source: Message) -> Callable[[KafkaError | None, Message], None]:
         topic, partition, offset = source.topic() or "", source.partition() or 0, source.offset()
@@ -177,8 +206,28 @@ class Delivery:
 
     def finish(self, topic: str, partition: int, offset: int) -> None:
         position = self.tracker.finished(topic, partition, offset)
-        if position is not None:
-            store_positions(self.consumer, [position])
+        if position is None:
+            return
+        with self._lock:
+            if self._deferring:  # positions only grow: the latest one is the one to store
+                self._deferred[(topic, partition)] = position
+                return
+        store_positions(self.consumer, [position])
+
+    def defer(self) -> None:
+        """From the revoke callback's thread, before it waits for the loop."""
+        with self._lock:
+            self._deferring = True
+
+    def store_deferred(self) -> None:
+        """From the revoke callback's thread, before it commits: store what the loop
+        finished meanwhile, and let the loop store its own again."""
+        with self._lock:
+            positions = list(self._deferred.values())
+            self._deferred.clear()
+            self._deferring = False
+        if positions:
+            store_positions(self.consumer, positions)
 
     def check(self) -> None:
         if self.failure is not None:

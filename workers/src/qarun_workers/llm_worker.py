@@ -1,14 +1,12 @@
 """The LLM worker: questions in, answers (or retries, or dead letters) out.
 
 One asyncio loop. It takes messages from the questions topic only while the adaptive
-concurrency limit has room, starts one task per message, and each task waits for the
-fleet-wide rate limit and the budget, calls the LLM and publishes the outcome:
+concurrency limit has room, skips those whose answer was acknowledged already (marks
+in Redis: `answered_marks`), and starts one task per message; each task passes the
+budget and the fleet-wide rate limit (`call_gate`), calls the LLM and publishes the
+outcome (`call_outcomes`). A message's offset is stored only when its outcome is
+acknowledged by the broker.
 
-    ok                       -> answers
-    overload / quota error   -> retry tier (due time in headers), until max attempts
-    permanent error, poison  -> dead-letter topic (with the reason)
-
-A message's offset is stored only when its outcome is acknowledged by the broker.
 Messages are fetched in a thread, so that a rebalance's revoke callback (which runs
 inside the fetch) can wait, while this loop goes on, for the calls of the revoked
 partitions to finish and their outcomes to be acknowledged, and commit those offsets
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -34,17 +31,11 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from openai import AsyncOpenAI
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from qarun_core.messages import (
-    Answer,
-    DeadLetter,
-    DeadLetterReason,
-    ErrorClass,
-    PoisonMessageError,
-    Question,
-    RetryHeaders,
-)
-from qarun_core.topics import tier_for
+from qarun_core.messages import PoisonMessageError, Question
 from qarun_workers import worker_metrics
+from qarun_workers.answered_marks import AnsweredMarks
+from qarun_workers.call_gate import CallGate
+from qarun_workers.call_outcomes import CallOutcomes
 from qarun_workers.concurrency import AdaptiveLimit
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
@@ -53,21 +44,10 @@ from qarun_workers.kafka_io import (
     Shutdown,
     commit_stored,
     consumer_config,
-    dead_letter,
     producer_config,
     raise_on_error,
 )
-from qarun_workers.limits import Budget, FleetLimiter, Usage
-from qarun_workers.llm_client import (
-    Completion,
-    Failure,
-    Pacing,
-    ask,
-    estimate_tokens,
-    make_client,
-    prompt,
-)
-from qarun_workers.retry import give_up, retry_delay
+from qarun_workers.llm_client import Failure, ask, estimate_tokens, make_client, prompt
 from qarun_workers.runtime import run_async
 from qarun_workers.settings import Settings
 
@@ -79,15 +59,11 @@ COMMIT_MS = 100
 UNACKED_MIN = 32  # outcomes awaiting acks beyond the limit (and this) hold back new calls
 REVOKE_ACK_SECONDS = 10.0  # how long a revoke waits for its partitions' outcomes' acks
 
-PartitionKey = tuple[str, int]
+MessagePosition = tuple[str, int, int]  # topic, partition, offset
 
 
-class Counters:
-    def __init__(self) -> None:
-        self.answered = 0
-        self.retried = 0
-        self.dead = 0
-        self.tokens = 0
+def message_position(msg: Message) -> MessagePosition:
+    return msg.topic() or "", msg.partition() or 0, msg.offset() or 0
 
 
 class LLMWorker:
@@ -112,41 +88,40 @@ class LLMWorker:
         self.limit = AdaptiveLimit(
             llm.initial_concurrency, llm.min_concurrency, llm.max_concurrency
         )
-        if redis is None and (llm.requests_per_minute or llm.tokens_per_minute):
-            raise ValueError("fleet-wide rate limits need Redis")
-        # Also without configured limits: the provider's, learned from its headers.
-        self.fleet = (
-            FleetLimiter(redis, settings.run, llm.requests_per_minute, llm.tokens_per_minute)
-            if redis
-            else None
+        self.gate = CallGate(settings, redis)
+        self.marks = AnsweredMarks(redis, settings.run) if redis else None
+        self.metrics = worker_metrics.WorkerMetrics(settings.run)
+        self.metrics.watch(lambda: self.limit.in_flight, lambda: self.limit.limit)
+        self.outcomes = CallOutcomes(
+            settings,
+            self.producer,
+            delivery=self.delivery,
+            limit=self.limit,
+            gate=self.gate,
+            marks=self.marks,
+            metrics=self.metrics,
         )
-        self.budget = (
-            Budget(redis, settings.run, settings.budget.max_tokens, settings.budget.max_cost_usd)
-            if redis
-            else None
-        )
-        self.rng = random.Random()
-        self.tasks: dict[asyncio.Task[None], PartitionKey] = {}  # call -> its partition
+        self.tasks: dict[asyncio.Task[None], MessagePosition] = {}  # call -> its message
         # Calls past the budget and the fleet's pacing: the request may be at the provider.
         # A revoke waits for these only; the others are cancelled, since their partition's
         # next owner makes the call (waiting for a paced call's turn held a revoke 60 s).
         self.sending: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread = threading.get_ident()
-        self.counters = Counters()
-        self.metrics = worker_metrics.WorkerMetrics(settings.run)
-        self.metrics.watch(lambda: self.limit.in_flight, lambda: self.limit.limit)
 
     async def run(self) -> None:
         self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self.consumer.subscribe(
             [self.topics.questions], on_revoke=self._revoked, on_lost=self._lost
         )
-        lag = asyncio.create_task(self._measure_lag())
+        helpers = [asyncio.create_task(self._measure_lag())]
+        if self.marks is not None:
+            helpers.append(asyncio.create_task(self.marks.write_marks()))
         try:
             await self._loop()
         finally:
-            lag.cancel()
+            for helper in helpers:
+                helper.cancel()
             await self._drain()
 
     async def _measure_lag(self, every: float = 0.05) -> None:
@@ -161,7 +136,7 @@ class LLMWorker:
         while not self.shutdown:
             self.delivery.check()
             self.producer.poll(0)
-            if self.budget is not None and self.budget.exhausted:
+            if self.gate.exhausted:
                 self._idle()
                 await asyncio.sleep(0.2)
                 continue
@@ -177,11 +152,9 @@ class LLMWorker:
             messages = await asyncio.to_thread(
                 self.consumer.consume, num_messages=min(room, BATCH), timeout=FETCH_WAIT_SECONDS
             )
-            if not messages:
-                continue
-            for msg in messages:
-                if raise_on_error(msg):
-                    self._start(msg)
+            batch = [msg for msg in messages if raise_on_error(msg)]
+            if batch:
+                self._start_batch(batch)
             await asyncio.sleep(0)
 
     def _idle(self) -> None:
@@ -195,33 +168,69 @@ class LLMWorker:
             self.consumer.pause([where])
             self.consumer.seek(where)
 
-    def _start(self, msg: Message) -> None:
-        self.tracker.started(msg)
+    def _start_batch(self, batch: list[Message]) -> None:
+        """One task per message. The batch's answered marks are read in one MGET that
+        the loop does not wait for (the next fetch goes on); each task waits for it and
+        skips a question answered already (by the partition's owner before a kill)."""
+        parsed: list[Question | PoisonMessageError] = []
+        for msg in batch:
+            self.tracker.started(msg)
+            try:
+                parsed.append(Question.from_bytes(msg.value()))
+            except PoisonMessageError as error:
+                parsed.append(error)
+        answered = asyncio.ensure_future(
+            self._answered([q for q in parsed if isinstance(q, Question)])
+        )
+        for msg, question in zip(batch, parsed, strict=True):
+            self._start(msg, question, answered)
+
+    async def _answered(self, questions: list[Question]) -> set[str]:
+        if self.marks is None or not questions:
+            return set()
+        found = await self.marks.answered(questions)
+        return {q.question_id for q, done in zip(questions, found, strict=True) if done}
+
+    def _start(
+        self,
+        msg: Message,
+        question: Question | PoisonMessageError,
+        answered: asyncio.Future[set[str]],
+    ) -> None:
         self.limit.started()
-        task = asyncio.create_task(self._handle(msg))
-        self.tasks[task] = (msg.topic() or "", msg.partition() or 0)
+        task = asyncio.create_task(self._handle(msg, question, answered))
+        self.tasks[task] = message_position(msg)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.pop(task, None)
+        where = self.tasks.pop(task, None)
         self.sending.discard(task)
         self.limit.finished()
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():  # revoked before it was sent: the next owner makes the call
+            if where is not None:
+                self.tracker.dropped(*where)
+        elif task.exception() is not None:
             log.error("message handler failed", exc_info=task.exception())
             self.shutdown.event.set()  # a bug, not a message problem: stop without committing
 
-    async def _handle(self, msg: Message) -> None:
-        try:
-            question = Question.from_bytes(msg.value())
-        except PoisonMessageError as error:
-            self.counters.dead += 1
-            self.metrics.dead_letters.inc()
-            dead_letter(self.producer, self.topics.dlq, msg, error, self.delivery.on_done(msg))
+    async def _handle(
+        self,
+        msg: Message,
+        question: Question | PoisonMessageError,
+        answered: asyncio.Future[set[str]],
+    ) -> None:
+        if isinstance(question, PoisonMessageError):
+            self.outcomes.poison(msg, question)
+            return
+        if question.question_id in await asyncio.shield(answered):
+            self.metrics.already_answered.inc()
+            self.delivery.finish(*message_position(msg))  # its answer is on the answers topic
             return
         text = prompt(question)
         estimate = estimate_tokens(text, self.s.llm.max_tokens)
-        if not await self._may_send(estimate):
-            return  # budget spent: the offset stays unstored, the message stays in Kafka
+        if not await self.gate.admit(estimate):
+            self.tracker.dropped(*message_position(msg))  # budget spent: the message stays in Kafka
+            return
         task = asyncio.current_task()
         if task is not None:
             self.sending.add(task)
@@ -229,147 +238,31 @@ class LLMWorker:
             completion = await ask(self.client, self.s.llm, text)
         except Failure as failure:
             self.metrics.failed[failure.error].inc()
-            await self._settle(estimate, None)
-            await self._paced(failure.pacing, failure.retry_after)
-            self._failed(msg, question, failure)
+            await self.gate.settle(estimate, None)
+            await self.gate.paced(failure.pacing, failure.retry_after)
+            self.outcomes.failed(msg, question, failure)
             return
-        await self._settle(estimate, completion)
-        await self._paced(completion.pacing, completion.pacing.wait())
+        await self.gate.settle(estimate, completion)
+        await self.gate.paced(completion.pacing, completion.pacing.wait())
         self.limit.success(completion.latency_ms / 1000)
-        self._answered(msg, question, completion)
-
-    async def _paced(self, pacing: Pacing, wait: float) -> None:
-        """The provider's rate-limit headers: its limits, and a used-up one holds the fleet
-        for `wait`. A Retry-After alone delays only its own message (the retry tier):
-        holding everyone for it would starve the fleet under a provider that refuses a
-        fixed share of calls with one."""
-        if self.fleet is None or not pacing.sent:
-            return
-        self.fleet.learn(pacing.limit_requests, pacing.limit_tokens)
-        if pacing.exhausted and wait > 0:
-            await self.fleet.hold(wait)
-
-    async def _may_send(self, estimate: int) -> bool:
-        if self.budget is not None and not await self.budget.reserve(self._usage(estimate, 0)):
-            return False
-        if self.fleet is not None:
-            try:
-                await self.fleet.acquire(estimate)
-            except asyncio.CancelledError:  # revoked while waiting for its turn
-                if self.budget is not None:
-                    await self.budget.settle(self._usage(estimate, 0), self._usage(0, 0))
-                raise
-        return True
-
-    async def _settle(self, estimate: int, completion: Completion | None) -> None:
-        actual = (
-            0 if completion is None else completion.prompt_tokens + completion.completion_tokens
-        )
-        prompt_tokens = 0 if completion is None else completion.prompt_tokens
-        if self.fleet is not None:
-            await self.fleet.settle(estimate, actual)
-        if self.budget is not None:
-            spent = self._usage(prompt_tokens, actual - prompt_tokens)
-            await self.budget.settle(self._usage(estimate, 0), spent)
-
-    def _usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
-        return Usage(
-            prompt_tokens + completion_tokens, self._cost(prompt_tokens, completion_tokens)
-        )
-
-    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        llm = self.s.llm
-        return (
-            prompt_tokens * llm.prompt_usd_per_million
-            + completion_tokens * llm.completion_usd_per_million
-        ) / 1e6
-
-    def _answered(self, msg: Message, question: Question, completion: Completion) -> None:
-        answer = Answer.for_question(
-            question,
-            answer=completion.text,
-            model=completion.model,
-            latency_ms=round(completion.latency_ms, 1),
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            cost_usd=self._cost(completion.prompt_tokens, completion.completion_tokens),
-            worker=self.s.instance,
-        )
-        self.metrics.answered(
-            completion.latency_ms / 1000,
-            completion.prompt_tokens,
-            completion.completion_tokens,
-            answer.cost_usd,
-        )
-        self.counters.answered += 1
-        self.counters.tokens += completion.prompt_tokens + completion.completion_tokens
-        self.producer.produce(
-            self.topics.answers,
-            answer.to_bytes(),
-            answer.key(),
-            on_delivery=self.delivery.on_done(msg),
-        )
-
-    def _failed(self, msg: Message, question: Question, failure: Failure) -> None:
-        if failure.paced:
-            self.limit.rate_limited()  # paced by rate, fleet-wide (`_paced`)
-        elif failure.error == ErrorClass.OVERLOAD:
-            # Only overload may say we send too much (the controller tells whether it
-            # does); a quota refusal comes at any rate, and cutting for it would leave
-            # the limit at its minimum when the quota returns.
-            self.limit.overload(failure.latency_s)
-        verdict = give_up(question, failure.error, failure.reason, self.s.retry)
-        if verdict is not None:
-            self._dead(msg, question, *verdict)
-            return
-        delay = retry_delay(
-            failure.error, question.failed_calls, self.s.retry, failure.retry_after, self.rng
-        )
-        headers = RetryHeaders(
-            due_ms=int((time.time() + delay) * 1000), error=failure.error, reason=failure.reason
-        )
-        again = question.retried(quota=failure.error == ErrorClass.QUOTA)
-        self.counters.retried += 1
-        self.metrics.retries.inc()
-        self.producer.produce(
-            self.topics.retry(tier_for(delay, self.s.retry.tiers)),
-            again.to_bytes(),
-            again.key(),
-            headers=headers.to_headers(),
-            on_delivery=self.delivery.on_done(msg),
-        )
-
-    def _dead(
-        self, msg: Message, question: Question, reason: DeadLetterReason, detail: str
-    ) -> None:
-        letter = DeadLetter.of(
-            run=question.run,
-            reason=reason,
-            detail=detail,
-            payload=msg.value(),
-            key=msg.key(),
-            topic=msg.topic() or "",
-            partition=msg.partition() or 0,
-            offset=msg.offset() or 0,
-            attempt=question.attempt,
-        )
-        log.warning("dead letter for question %s: %s", question.question_id, detail)
-        self.counters.dead += 1
-        self.metrics.dead_letters.inc()
-        self.producer.produce(
-            self.topics.dlq, letter.to_bytes(), letter.key(), on_delivery=self.delivery.on_done(msg)
-        )
+        self.outcomes.answered(msg, question, completion)
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Called inside a fetch. From the fetch thread: let the loop settle the revoked
-        partitions' calls, then commit. On the loop's own thread (close, or a poll while
-        the budget is spent) nothing can wait for the loop: no calls are running then."""
+        partitions' calls, then commit. The offsets the loop finishes meanwhile are stored
+        here (`Delivery.defer`): from the loop, librdkafka would block them until this
+        callback returns, and the loop with them. On the loop's own thread (close, or a
+        poll while the budget is spent) nothing can wait for the loop: no calls are
+        running then."""
         if self.loop is not None and threading.get_ident() != self.loop_thread:
+            self.delivery.defer()
             settle = asyncio.run_coroutine_threadsafe(self._settle_revoked(partitions), self.loop)
             try:
                 settle.result(timeout=self.s.llm.timeout_seconds + 30)
             except TimeoutError:
                 log.warning("calls of revoked partitions not settled in time")
+            finally:
+                self.delivery.store_deferred()
         else:
             self.producer.flush(10)
             self.tracker.revoke(partitions)
@@ -379,19 +272,20 @@ class LLMWorker:
         """Wait for the calls of these partitions, then for their outcomes' acks (which
         store the offsets); calls of the partitions kept go on meanwhile."""
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        calls = [task for task, key in self.tasks.items() if key in keys]
+        calls = [task for task, (topic, part, _) in self.tasks.items() if (topic, part) in keys]
         waiting = [task for task in calls if task not in self.sending]
         for task in waiting:  # not sent yet: the message stays unstored for the next owner
             task.cancel()
-        calls = [task for task in calls if task in self.sending]
         if waiting:
             log.info("rebalance: %d calls of revoked partitions not sent, left", len(waiting))
+        sent = len(calls) - len(waiting)
+        if sent:
+            log.info("rebalance: waiting for %d calls of revoked partitions", sent)
         if calls:
-            log.info("rebalance: waiting for %d calls of revoked partitions", len(calls))
             await asyncio.wait(calls, timeout=self.s.llm.timeout_seconds + 5)
         deadline = time.monotonic() + REVOKE_ACK_SECONDS
         while self.tracker.unsettled(partitions) and time.monotonic() < deadline:
-            self.producer.poll(0)  # serves the acks, which store the offsets
+            self.producer.poll(0)  # serves the acks, which finish the offsets
             await asyncio.sleep(0.005)
         self.tracker.revoke(partitions)
 
@@ -413,9 +307,11 @@ class LLMWorker:
             for task in pending:
                 task.cancel()
         self.producer.flush(30)
+        if self.marks is not None:
+            await self.marks.flush()
         self.delivery.check()
         self.consumer.close()  # commits the stored offsets
-        c = self.counters
+        c = self.outcomes.counters
         log.info(
             "stopped: answered %d, retried %d, dead letters %d, tokens %d, peak in flight %d",
             c.answered,

@@ -28,6 +28,11 @@ REQUESTS = Counter(
     ["run", "outcome"],
 )
 RETRIES = Counter("qarun_worker_retries_total", "Questions sent to a retry tier", ["run"])
+ALREADY_ANSWERED = Counter(
+    "qarun_worker_already_answered_total",
+    "Questions taken again whose answer was already acknowledged (after a kill): not asked",
+    ["run"],
+)
 DEAD_LETTERS = Counter("qarun_worker_dead_letters_total", "Messages dead-lettered", ["run"])
 IN_FLIGHT = Gauge(
     "qarun_worker_in_flight", "Questions being handled (waiting for a limit or the LLM)", ["run"]
@@ -52,6 +57,7 @@ class WorkerMetrics:
         self.failed = {error: REQUESTS.labels(run, error.value) for error in ErrorClass}
         self.retries = RETRIES.labels(run)
         self.dead_letters = DEAD_LETTERS.labels(run)
+        self.already_answered = ALREADY_ANSWERED.labels(run)
         self.latency = LATENCY.labels(run)
         self.prompt_tokens = TOKENS.labels(run, "prompt")
         self.completion_tokens = TOKENS.labels(run, "completion")
