@@ -39,9 +39,10 @@ from typing import Any
 from confluent_kafka import Producer
 
 from qarun_core.messages import Question
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
 from qarun_devstack.kafka import KafkaBroker
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_devstack.redis import Redis
 from qarun_workers.dataset import read_rows
 

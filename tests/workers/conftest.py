@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from qarun_core.ports import free_port
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.postgres import Postgres
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_devstack.redis import Redis
 
 from .forwarding import Forwarder

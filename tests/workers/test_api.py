@@ -9,8 +9,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from qarun_core.ports import free_port
 from qarun_core.summary import RunSummary
-from qarun_devstack.process import free_port, port_open
+from qarun_devstack.process import port_open
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
 from .forwarding import Forwarder

@@ -28,8 +28,9 @@ from qarun_core.plan import (
     plan,
     retry_tiers,
 )
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
-from qarun_devstack.process import free_port, port_open
+from qarun_devstack.process import port_open
 from qarun_devstack.stack import LocalStack
 
 SIM_FAULTS = ("429", "500", "503", "400", "timeout", "malformed")
