@@ -108,7 +108,7 @@ class Bench:
     @contextmanager
     def simulator(self, name: str, *flags: str) -> Iterator[str]:
         port = free_port()
-        argv = [sys.executable, "-m", "qarun_workers.simulator", "--port", str(port),
+        argv = [sys.executable, "-m", "qarun_simulator", "--port", str(port),
                 "--latency", str(self.args.latency), "--log-level", "WARNING", *flags]  # fmt: skip
         sim = Service(f"sim-{name}", argv, self.workdir / f"sim-{name}.log").start()
         try:

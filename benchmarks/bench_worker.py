@@ -218,7 +218,7 @@ def start_simulator(latency: float, workdir: Path) -> tuple[Service, int]:
         [
             sys.executable,
             "-m",
-            "qarun_workers.simulator",
+            "qarun_simulator",
             "--port",
             str(port),
             "--latency",

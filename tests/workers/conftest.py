@@ -60,7 +60,7 @@ def simulator(tmp_path: Path) -> Iterator[SimFactory]:
 
     def start(*args: str, env: dict[str, str] | None = None) -> Simulator:
         port = free_port()
-        argv = [sys.executable, "-m", "qarun_workers.simulator", "--port", str(port), *args]
+        argv = [sys.executable, "-m", "qarun_simulator", "--port", str(port), *args]
         log = tmp_path / f"sim-{port}.log"
         service = Service("llm-sim", argv, log, env=env).start()
         started.append(service)

@@ -54,11 +54,9 @@ def test_api_and_no_secret_in_any_log_line(
         "0.2",
         "--rate-500",
         "0.1",
-        "--api-key-env",
-        "SIM_KEY",
         "--log-level",
         "DEBUG",
-        env={"SIM_KEY": SECRET},
+        env={"QARUN_SIMULATOR__API_KEY": SECRET},
     )
     run = unique_run()
     port = free_port()
