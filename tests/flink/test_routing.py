@@ -14,7 +14,7 @@ from qarun_flink.functions import Settle
 from qarun_flink.keyed_state import dump_state, load_state
 from qarun_flink.metrics import PER_ATTEMPT_MEASURES, RunMetrics, attempt_column, outcome_column
 from qarun_flink.params import ParamError, parse
-from qarun_flink.routing import KeyState, Outcome, Rules, decide
+from qarun_flink.routing import KeyState, RouteOutcome, Rules, decide
 from qarun_flink.scorers.lexical import LexicalScorer
 from qarun_flink.sql import metrics_window_sql
 
@@ -28,27 +28,27 @@ def answer(attempt: int = 1, text: str = "an answer", **fields: object) -> Answe
 
 def test_score_at_threshold_validates_and_closes_the_question() -> None:
     decision = decide(answer(), 0.75, KeyState(), RULES)
-    assert decision.outcome is Outcome.VALIDATED
+    assert decision.outcome is RouteOutcome.VALIDATED
     assert decision.result is not None and not decision.result.exhausted
     assert decision.state.done
-    assert decide(answer(2), 0.9, decision.state, RULES).outcome is Outcome.DUPLICATE
+    assert decide(answer(2), 0.9, decision.state, RULES).outcome is RouteOutcome.DUPLICATE
 
 
 def test_below_threshold_regenerates_with_history_and_feedback() -> None:
     decision = decide(answer(), 0.4, KeyState(), RULES)
-    assert decision.outcome is Outcome.REGENERATE
+    assert decision.outcome is RouteOutcome.REGENERATE
     question = decision.question
     assert question is not None and question.attempt == 2
     assert question.best is not None and question.best.score == 0.4
     assert question.feedback and "ref" not in question.feedback.split()  # no reference leak
-    assert decide(answer(), 0.4, decision.state, RULES).outcome is Outcome.DUPLICATE
+    assert decide(answer(), 0.4, decision.state, RULES).outcome is RouteOutcome.DUPLICATE
 
 
 def test_last_attempt_keeps_the_best_even_when_history_was_lost() -> None:
     first = decide(answer(1, "first"), 0.6, KeyState(), RULES)
     second = decide(answer(2, "second"), 0.1, first.state, RULES)  # worker dropped history
     third = decide(answer(3, "third"), 0.3, second.state, RULES)
-    assert third.outcome is Outcome.EXHAUSTED
+    assert third.outcome is RouteOutcome.EXHAUSTED
     assert third.result is not None
     assert (third.result.answer, third.result.best_attempt) == ("first", 1)
     assert third.result.exhausted
@@ -91,7 +91,8 @@ def window_row(max_attempts: int, **columns: object) -> dict[str, object]:
     """A metrics window row as Flink SQL returns it: every column present, by name."""
     row: dict[str, object] = {"n": 0, "score_sum": None, "score_squares": None}
     row |= {
-        outcome_column(o): 0 for o in (Outcome.VALIDATED, Outcome.REGENERATE, Outcome.EXHAUSTED)
+        outcome_column(o): 0
+        for o in (RouteOutcome.VALIDATED, RouteOutcome.REGENERATE, RouteOutcome.EXHAUSTED)
     }
     for a in range(1, max_attempts + 1):
         row |= {

@@ -29,7 +29,7 @@ from qarun_flink.keyed_state import dump_state, load_state
 from qarun_flink.metrics import RunMetrics
 from qarun_flink.params import JobParams, ScorerName
 from qarun_flink.records import DLQ, EVENTS, QUESTIONS, SETTLED_FIELDS, Dest
-from qarun_flink.routing import Decision, KeyState, MetricEvent, Outcome, Rules, decide
+from qarun_flink.routing import Decision, KeyState, MetricEvent, RouteOutcome, Rules, decide
 from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
 
 
@@ -207,7 +207,7 @@ class Route(KeyedProcessFunction):  # type: ignore[misc]
         stored = self.state.value()
         state = load_state(stored) if stored else KeyState()
         decision = decide(answer, score_, state, self.rules)
-        if decision.outcome is Outcome.DUPLICATE:
+        if decision.outcome is RouteOutcome.DUPLICATE:
             return
         self.state.update(dump_state(decision.state))
         yield from _emit(decision)

@@ -15,7 +15,7 @@ from typing import Any
 
 from qarun_core.messages import SCHEMA_VERSION
 from qarun_core.summary import population_stddev
-from qarun_flink.routing import Outcome
+from qarun_flink.routing import RouteOutcome
 
 # The per-attempt measures of a window: each is a column per attempt (attempt_column)
 # of the window's SQL.
@@ -26,7 +26,7 @@ def attempt_column(measure: str, attempt: int) -> str:
     return f"{measure}_{attempt}"
 
 
-def outcome_column(outcome: Outcome) -> str:
+def outcome_column(outcome: RouteOutcome) -> str:
     return f"n_{outcome.value}"
 
 
@@ -56,7 +56,7 @@ class RunMetrics:
         metrics = cls(
             count=row["n"], total=row["score_sum"] or 0.0, squares=row["score_squares"] or 0.0
         )
-        for outcome in (Outcome.VALIDATED, Outcome.REGENERATE, Outcome.EXHAUSTED):
+        for outcome in (RouteOutcome.VALIDATED, RouteOutcome.REGENERATE, RouteOutcome.EXHAUSTED):
             if n := row[outcome_column(outcome)]:
                 metrics.outcomes[outcome] = n
         for a in range(1, max_attempts + 1):

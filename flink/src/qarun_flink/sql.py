@@ -10,7 +10,7 @@ from qarun_flink.environment import ms
 from qarun_flink.metrics import PER_ATTEMPT_MEASURES, attempt_column, outcome_column
 from qarun_flink.params import Delivery, JobParams, StartingOffsets
 from qarun_flink.records import Dest
-from qarun_flink.routing import Outcome
+from qarun_flink.routing import RouteOutcome
 
 
 def source_ddl(params: JobParams) -> str:
@@ -73,7 +73,7 @@ EVENTS_SQL = f"""
 _PER_ATTEMPT_SQL = {
     "scored": "COUNT(*) FILTER (WHERE attempt = {a})",
     "score_sum": "SUM(score) FILTER (WHERE attempt = {a})",
-    "final": f"COUNT(*) FILTER (WHERE attempt = {{a}} AND outcome <> '{Outcome.REGENERATE}')",
+    "final": f"COUNT(*) FILTER (WHERE attempt = {{a}} AND outcome <> '{RouteOutcome.REGENERATE}')",
     "improved": "COUNT(improvement) FILTER (WHERE attempt = {a})",
     "improvement_sum": "SUM(improvement) FILTER (WHERE attempt = {a})",
 }
@@ -84,7 +84,7 @@ def metrics_window_sql(max_attempts: int, window_seconds: float) -> str:
     for metrics.RunMetrics.from_window, which reads them by name."""
     outcomes = [
         f"COUNT(*) FILTER (WHERE outcome = '{o}') AS {outcome_column(o)}"
-        for o in (Outcome.VALIDATED, Outcome.REGENERATE, Outcome.EXHAUSTED)
+        for o in (RouteOutcome.VALIDATED, RouteOutcome.REGENERATE, RouteOutcome.EXHAUSTED)
     ]
     per_attempt = [
         f"{_PER_ATTEMPT_SQL[measure].format(a=a)} AS {attempt_column(measure, a)}"
@@ -107,7 +107,7 @@ def metrics_window_sql(max_attempts: int, window_seconds: float) -> str:
         SELECT {columns}
         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(pt),
             INTERVAL '{ms(window_seconds) / 1000:.3f}' SECOND(9, 3)))
-        WHERE outcome <> '{Outcome.DUPLICATE}'
+        WHERE outcome <> '{RouteOutcome.DUPLICATE}'
         GROUP BY run, window_start, window_end"""  # noqa: S608
 
 

@@ -136,7 +136,7 @@ def commit_stored(consumer: Consumer) -> None:
             log.warning("offsets not committed on revoke: %s", error)
 
 
-class Delivery:
+class DeliveryCallbacks:
     """Producer callbacks that store the consumed offset once the output is acked."""
 
     def __init__(self, consumer: Consumer, tracker: OffsetTracker) -> None:

@@ -48,7 +48,7 @@ from qarun_workers import worker_metrics
 from qarun_workers.concurrency import AdaptiveLimit
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
-    Delivery,
+    DeliveryCallbacks,
     OffsetTracker,
     Shutdown,
     commit_stored,
@@ -107,7 +107,7 @@ class LLMWorker:
             producer_config(settings, **{"queue.buffering.max.messages": 1_000_000})
         )
         self.tracker = OffsetTracker()
-        self.delivery = Delivery(self.consumer, self.tracker)
+        self.delivery = DeliveryCallbacks(self.consumer, self.tracker)
         llm = settings.llm
         self.limit = AdaptiveLimit(
             llm.initial_concurrency, llm.min_concurrency, llm.max_concurrency
