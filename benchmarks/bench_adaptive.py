@@ -39,9 +39,10 @@ from typing import Any
 from confluent_kafka import Producer
 
 from qarun_core.messages import Question
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
 from qarun_devstack.kafka import KafkaBroker
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_devstack.redis import Redis
 from qarun_workers.dataset import read_rows
 
@@ -107,7 +108,7 @@ class Bench:
     @contextmanager
     def simulator(self, name: str, *flags: str) -> Iterator[str]:
         port = free_port()
-        argv = [sys.executable, "-m", "qarun_workers.simulator", "--port", str(port),
+        argv = [sys.executable, "-m", "qarun_simulator", "--port", str(port),
                 "--latency", str(self.args.latency), "--log-level", "WARNING", *flags]  # fmt: skip
         sim = Service(f"sim-{name}", argv, self.workdir / f"sim-{name}.log").start()
         try:

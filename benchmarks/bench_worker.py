@@ -30,9 +30,10 @@ import aiohttp
 from confluent_kafka import Consumer, Producer
 
 from qarun_core.messages import Answer, Question
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
 from qarun_devstack.kafka import KafkaBroker
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_workers.dataset import read_rows
 from qarun_workers.llm_client import ask, make_client, prompt
 from qarun_workers.runtime import run_async
@@ -217,7 +218,7 @@ def start_simulator(latency: float, workdir: Path) -> tuple[Service, int]:
         [
             sys.executable,
             "-m",
-            "qarun_workers.simulator",
+            "qarun_simulator",
             "--port",
             str(port),
             "--latency",

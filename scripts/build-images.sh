@@ -213,7 +213,9 @@ project_image() { # name
   ctx=$(fresh_context "$name")
   stage_repo "$ctx" pyproject.toml uv.lock core "$name" \
     workers/pyproject.toml flink/pyproject.toml operator/pyproject.toml \
-    devstack/pyproject.toml cli/pyproject.toml
+    devstack/pyproject.toml cli/pyproject.toml simulator/pyproject.toml
+  # The workers image also carries the LLM simulator (the charts' qarun-llm-sim).
+  if [[ $name == workers ]]; then stage_repo "$ctx" simulator; fi
   local args=(--build-arg "PYTHON_IMAGE=$PYTHON_BASE" --build-arg "UV_VERSION=$UV_VERSION"
     --volume "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro")
   if [[ $name == flink ]]; then

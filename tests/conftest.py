@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 
+from qarun_core.ports import free_port
 from qarun_devstack.cluster import RealCluster
 from qarun_devstack.flink import FlinkSetup
 from qarun_devstack.flink_session import FlinkSession
@@ -21,7 +22,6 @@ from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster
 from qarun_devstack.paths import MissingComponentError
 from qarun_devstack.postgres import Postgres
-from qarun_devstack.process import free_port
 from qarun_devstack.redis import Redis
 
 

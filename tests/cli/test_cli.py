@@ -13,8 +13,8 @@ from qarun_cli.errors import CLIError
 from qarun_cli.main import main
 from qarun_cli.runner import parse_faults
 from qarun_cli.sim_options import CAPACITY_MODES, parse_limits
-from qarun_workers.provider_limits import CAPACITY_MODES as PROVIDER_CAPACITY_MODES
-from qarun_workers.simulator import parse_args
+from qarun_simulator.provider_limits import CAPACITY_MODES as PROVIDER_CAPACITY_MODES
+from qarun_simulator.server import parse_args
 
 QARUN = [sys.executable, "-m", "qarun_cli.main"]
 COMMANDS = {

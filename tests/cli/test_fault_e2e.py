@@ -8,7 +8,7 @@ checkpoint (`QARUN_FLINK_RESTORE_FROM`, set by the runner at each start of the j
 Nothing is mocked: the runner is `qarun run --local`'s own LocalRunner, on real Kafka,
 PostgreSQL, Redis and a Flink MiniCluster.
 
-Size: the full 5,000 questions of issue 7, sent at 100/s with 0.5 s simulated latency
+Size: 5,000 questions (a full-size run), sent at 100/s with 0.5 s simulated latency
 (a fast model's) and short retry delays, so that the whole test stays within about
 five minutes on the 2-core CI machine (the budget of the suite). The random faults do
 not depend on load, so the workers' concurrency controller keeps its limit where

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qarun_cli.supervisor import Component, Restart, Supervisor
+from qarun_cli.supervisor import Component, Exited, Restart, Supervisor, SupervisorEvent
 
 # Prints its replica, then waits; on SIGTERM it says so and exits 0.
 POLITE = """
@@ -70,9 +70,10 @@ def test_a_killed_replica_is_restarted(tmp_path: Path) -> None:
         before = sup.pid(sup.replicas["polite"][1])
         killed = sup.kill("polite", 1)
         assert killed == before
-        events: list[str] = []
+        events: list[SupervisorEvent] = []
         until(lambda: bool(events.extend(sup.check())) or sup.restarts("polite") == 1)
-        assert any("polite-1 exited with code -9" in e for e in events)
+        assert Exited("polite-1", -9) in events
+        assert str(Exited("polite-1", -9)) == "polite-1 exited with code -9"
         until(lambda: sup.alive("polite") == 2)
         assert sup.pid(sup.replicas["polite"][1]) != before
         # The restarted replica appends to the same log.

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qarun_core.ports import free_port
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.kube import KubeCluster
 from qarun_devstack.postgres import Postgres
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_devstack.redis import Redis
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from qarun_core.ports import free_port
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.postgres import Postgres
-from qarun_devstack.process import Service, free_port, port_open
+from qarun_devstack.process import Service, port_open
 from qarun_devstack.redis import Redis
 
 from .forwarding import Forwarder
@@ -59,7 +60,7 @@ def simulator(tmp_path: Path) -> Iterator[SimFactory]:
 
     def start(*args: str, env: dict[str, str] | None = None) -> Simulator:
         port = free_port()
-        argv = [sys.executable, "-m", "qarun_workers.simulator", "--port", str(port), *args]
+        argv = [sys.executable, "-m", "qarun_simulator", "--port", str(port), *args]
         log = tmp_path / f"sim-{port}.log"
         service = Service("llm-sim", argv, log, env=env).start()
         started.append(service)

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from qarun_core.kafka_topics import ensure_topics
 from qarun_devstack.kafka import KafkaBroker
 from qarun_devstack.postgres import Postgres
 from qarun_devstack.redis import Redis
-from qarun_workers.kafka_io import ensure_topics
 from qarun_workers.settings import RetrySettings, Settings
 
 from .conftest import Roles
@@ -81,7 +81,7 @@ def start_pipeline(
     roles: Roles, run: str, kafka: KafkaBroker, generator: bool = True, storage: bool = True
 ) -> None:
     settings = Settings(run=run, retry=RetrySettings(tiers="1s,5s"))  # topic names only
-    ensure_topics(kafka.bootstrap, settings.topics.all(), partitions=3)
+    ensure_topics(kafka.bootstrap, dict.fromkeys(settings.topics.all(), 3))
     if storage:
         roles.start("storage_writer", name="storage")
     roles.start("retry")

@@ -9,8 +9,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from qarun_core.ports import free_port
 from qarun_core.summary import RunSummary
-from qarun_devstack.process import free_port, port_open
+from qarun_devstack.process import port_open
 
 from .conftest import Roles, SimFactory, unique_run, wait_for
 from .forwarding import Forwarder
@@ -53,11 +54,9 @@ def test_api_and_no_secret_in_any_log_line(
         "0.2",
         "--rate-500",
         "0.1",
-        "--api-key-env",
-        "SIM_KEY",
         "--log-level",
         "DEBUG",
-        env={"SIM_KEY": SECRET},
+        env={"QARUN_SIMULATOR__API_KEY": SECRET},
     )
     run = unique_run()
     port = free_port()

@@ -23,10 +23,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from qarun_core.kafka_topics import ensure_topics
 from qarun_core.messages import Answer, Question
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
-from qarun_devstack.process import free_port, port_open
-from qarun_workers.kafka_io import ensure_topics
+from qarun_devstack.process import port_open
 from qarun_workers.settings import Settings
 
 from .conftest import Roles, unique_run, wait_for
@@ -84,7 +85,7 @@ def test_api_answers_generated_input_within_its_schema(
     run = unique_run()
     port = free_port()
     env = pipeline_env(run, infra, "http://127.0.0.1:9/v1") | {"QARUN_API__PORT": str(port)}
-    ensure_topics(infra.kafka.bootstrap, Settings(run=run).topics.all(), partitions=3)
+    ensure_topics(infra.kafka.bootstrap, dict.fromkeys(Settings(run=run).topics.all(), 3))
     r = roles(env)
     r.start("storage_writer", name="storage")
     r.start("api")

@@ -77,7 +77,7 @@ def test_quota_exhaustion_is_its_own_class(simulator: SimFactory) -> None:
 
 
 def test_wrong_key_is_permanent_and_right_key_works(simulator: SimFactory) -> None:
-    sim = simulator("--latency", "0", "--api-key-env", "SIM_KEY", env={"SIM_KEY": "sk-right-key-1"})
+    sim = simulator("--latency", "0", env={"QARUN_SIMULATOR__API_KEY": "sk-right-key-1"})
     wrong = asyncio.run(call(sim.base_url, key="sk-wrong-key-2"))
     right = asyncio.run(call(sim.base_url, key="sk-right-key-1"))
     assert isinstance(wrong, Failure)

@@ -1,6 +1,6 @@
 """A worker's memory stays flat: RSS growth after warm-up stays under 50 MiB.
 
-The issue's figure is 100,000 questions; the suite runs 30,000 to stay within a few
+The target is flat memory over 100,000 questions; the suite runs 30,000 to stay within a few
 minutes on 2 shared cores. QARUN_RSS_QUESTIONS=100000 runs the full figure.
 """
 

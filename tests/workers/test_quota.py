@@ -9,8 +9,8 @@ import urllib.request
 from collections.abc import Callable
 
 from qarun_core.messages import ErrorClass, RetryHeaders
+from qarun_core.ports import free_port
 from qarun_core.topics import tier_for
-from qarun_devstack.process import free_port
 from qarun_workers.settings import RetrySettings, Settings
 
 from .conftest import Roles, SimFactory, unique_run, wait_for

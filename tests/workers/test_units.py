@@ -168,10 +168,18 @@ def test_question_ids_are_stable_and_rows_repeat_up_to_total() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["generator", "llm_worker", "retry", "storage_writer", "api", "simulator"]
+    "module",
+    [
+        "qarun_workers.generator",
+        "qarun_workers.llm_worker",
+        "qarun_workers.retry",
+        "qarun_workers.storage_writer",
+        "qarun_workers.api",
+        "qarun_simulator.server",  # its own package; in the workers image all the same
+    ],
 )
 def test_every_role_has_a_help(module: str, capsys: pytest.CaptureFixture[str]) -> None:
-    role = importlib.import_module(f"qarun_workers.{module}")
+    role = importlib.import_module(module)
     with pytest.raises(SystemExit) as done:
         role.main(["--help"])
     assert done.value.code == 0

@@ -7,7 +7,8 @@ import math
 from collections.abc import Callable
 
 from qarun_core.messages import Answer
-from qarun_devstack.process import free_port, port_open
+from qarun_core.ports import free_port
+from qarun_devstack.process import port_open
 from qarun_operator import render
 from qarun_workers.settings import MetricsSettings
 

@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qarun_cli.specfile import SpecFile
@@ -28,8 +28,9 @@ from qarun_core.plan import (
     plan,
     retry_tiers,
 )
+from qarun_core.ports import free_port
 from qarun_core.topics import RunTopics
-from qarun_devstack.process import free_port, port_open
+from qarun_devstack.process import port_open
 from qarun_devstack.stack import LocalStack
 
 SIM_FAULTS = ("429", "500", "503", "400", "timeout", "malformed")
@@ -139,7 +140,6 @@ class LocalPlan:
     llm_base_url: str
     total: int
     replicas: int
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -169,7 +169,7 @@ class LocalPlan:
                 args += [f"--rate-{name}", str(rate)]
             for flag, value in (sim_limits or {}).items():
                 args += [flag, value]
-            components.append(Component("llm-sim", module_argv("qarun_workers.simulator", *args)))
+            components.append(Component("llm-sim", module_argv("qarun_simulator", *args)))
             wait_ready["llm-sim"] = listening(port)
         elif not base_url:
             base_url = spec.llm.base_url  # a real endpoint named in the spec

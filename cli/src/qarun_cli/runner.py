@@ -11,6 +11,10 @@ differ (loopback ports instead of Services). The runner loop restarts crashed
 processes, applies `qarun scale`, prints progress and detects completion: the
 generator has sent everything and every question it sent has a row in PostgreSQL.
 
+The loop's pieces live beside it: supervision (what a crash or `qarun scale` means for
+the run), progress_view (what is printed), run_status (the polled summary and the
+status file).
+
 Resuming: PostgreSQL's data directory is kept in the run's state directory, and the
 generator skips questions already stored, so a re-run asks only what is missing.
 """
@@ -25,26 +29,24 @@ import shutil
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-import psycopg
-import redis
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
 from qarun_cli import local, report
 from qarun_cli.errors import CLIError
+from qarun_cli.progress_view import ProgressView, progress_line
+from qarun_cli.run_status import Watcher, write_status
 from qarun_cli.specfile import SpecFile
 from qarun_cli.state import LiveRun, RunDir
+from qarun_cli.supervision import Supervision
 from qarun_cli.supervisor import Supervisor
+from qarun_core.kafka_topics import ensure_topics
 from qarun_core.summary import RunSummary, all_results_in
 from qarun_devstack.paths import MissingComponentError
-from qarun_devstack.process import ServiceError, tail
+from qarun_devstack.process import ServiceError
 from qarun_devstack.stack import LocalStack
 
 log = logging.getLogger(__name__)
@@ -87,57 +89,6 @@ def parse_faults(text: str) -> dict[str, float]:
     return faults
 
 
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create the plan's topics in one request; existing ones are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()],
-        operation_timeout=30,
-    )
-    for future in futures.values():
-        try:
-            future.result(timeout=30)
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-
-
-class Watcher:
-    """The run's summary each tick (qarun_core.summary, read as `qarun report` reads it),
-    and the recent rate of results for the progress line."""
-
-    def __init__(self, stack: LocalStack, run: str) -> None:
-        self.run = run
-        self.dsn = stack.postgres.dsn
-        self.redis_url = stack.redis.url
-        self.history: deque[tuple[float, int]] = deque(maxlen=10)
-        self.summary = report.summarize_empty(run)
-        self.rate = 0.0  # results per second over the last few ticks
-
-    def poll(self) -> RunSummary:
-        with contextlib.suppress(psycopg.Error, redis.RedisError):  # busy: keep the last one
-            self.summary = report.summarize(self.dsn, self.run, self.redis_url)
-        now, done = time.monotonic(), report.results(self.summary)
-        self.history.append((now, done))
-        first_time, first_done = self.history[0]
-        if now > first_time:
-            self.rate = (done - first_done) / (now - first_time)
-        return self.summary
-
-
-def progress_line(summary: RunSummary, total: int, rate: float, elapsed: float) -> str:
-    width = 24
-    done = report.results(summary)
-    filled = int(width * min(1.0, done / total)) if total else 0
-    bar = "#" * filled + "." * (width - filled)
-    p = summary.progress
-    return (
-        f"[{bar}] {done}/{total} done  sent {p.sent}  answered {p.answered}  "
-        f"validated {p.validated}  exhausted {p.exhausted}  failed {p.failed}  "
-        f"retries {summary.retries}  {rate:.0f}/s  {elapsed:.0f}s"
-    )
-
-
 class StopRequestedError(Exception):
     """SIGTERM (or Ctrl-C) asked the runner to stop."""
 
@@ -162,13 +113,15 @@ class LocalRunner:
         self.options = options
         self.dir = run_dir or RunDir(self.name)
         self.supervisor = Supervisor(self.dir.logs)
+        self.supervision = Supervision(self.supervisor, self.dir.logs)
+        self.view = ProgressView(options.out)
         self.stack: LocalStack | None = None
         self.api_url = ""
         self.dashboard_url = ""
         self.on_tick: Callable[[LocalRunner, RunSummary], None] | None = None  # for tests
 
     def say(self, text: str) -> None:
-        print(text, file=self.options.out, flush=True)
+        self.view.say(text)
 
     def prepare(self) -> None:
         live = self.dir.live()
@@ -194,7 +147,7 @@ class LocalRunner:
         started = time.monotonic()
         self.say(f"qarun: starting run {self.name} (state in {self.dir.path})")
         try:
-            with stop_on_sigterm(), self._stack() as stack:
+            with stop_on_sigterm(), LocalStack(workdir=self.dir.stack, with_kube=False) as stack:
                 self.stack = stack
                 return self._run(stack, started)
         except (MissingComponentError, ServiceError) as error:
@@ -204,25 +157,6 @@ class LocalRunner:
             return 130
         finally:
             self.dir.unpublish()
-
-    @contextlib.contextmanager
-    def _stack(self) -> Iterator[LocalStack]:
-        """LocalStack, started a second time if Kafka's storage format fails: the random
-        cluster id it passes as `-t ID` starts with '-' one time in 64, which the
-        formatting tool then reads as an option (reported; devstack is not ours)."""
-        stack = LocalStack(workdir=self.dir.stack, with_kube=False)
-        try:
-            stack.__enter__()
-        except ServiceError as error:
-            if "formatting the Kafka log directory" not in str(error):
-                raise
-            shutil.rmtree(self.dir.stack / "kafka", ignore_errors=True)
-            stack = LocalStack(workdir=self.dir.stack, with_kube=False)
-            stack.__enter__()
-        try:
-            yield stack
-        finally:
-            stack.__exit__(None, None, None)
 
     def _run(self, stack: LocalStack, started: float) -> int:
         self.say(
@@ -240,7 +174,7 @@ class LocalRunner:
             checkpoints=self.checkpoints,
             replicas=self.dir.wanted_replicas(),
         )
-        create_topics(stack.kafka.bootstrap, plan.topics)
+        ensure_topics(stack.kafka.bootstrap, plan.topics)
         self.api_url = plan.api_url
         watcher: Watcher | None = None
         try:
@@ -299,48 +233,27 @@ class LocalRunner:
             raise CLIError(str(error)) from None
 
     def _loop(self, watcher: Watcher, plan: local.LocalPlan, started: float) -> int:
-        tty = self.options.out.isatty()
-        last_line = 0.0
         deadline = started + self.options.timeout if self.options.timeout else None
         try:
             while True:
-                for event in self.supervisor.check():
-                    self.say(f"\nqarun: {event}" if tty else f"qarun: {event}")
-                    if "exited with code" in event and "code 0" not in event:
-                        self._quote_log(event.split()[0])
-                wanted = self.dir.wanted_replicas()
-                if (
-                    wanted is not None
-                    and wanted != self.supervisor.components["llm-worker"].replicas
-                ):
-                    self.say(f"qarun: scaling llm-worker to {wanted}")
-                    self.supervisor.scale("llm-worker", wanted)
+                for line in self.supervision.events():
+                    self.say(line)
+                if scaled := self.supervision.scale_to(self.dir.wanted_replicas()):
+                    self.say(scaled)
                 summary = watcher.poll()
                 done = all_results_in(summary)
                 self._write_status("Running", watcher, plan)
                 if self.on_tick is not None:
                     self.on_tick(self, summary)
                 now = time.monotonic()
-                line = progress_line(
-                    summary, plan.total or summary.progress.total, watcher.rate, now - started
+                total = plan.total or summary.progress.total
+                self.view.progress(
+                    progress_line(summary, total, watcher.rate, now - started), now, final=done
                 )
-                if tty:
-                    print("\r" + line, end="", file=self.options.out, flush=True)
-                elif now - last_line >= 5 or done:
-                    self.say(line)
-                    last_line = now
                 if done:
-                    if tty:
-                        self.say("")
                     self.say(f"qarun: run {self.name} complete in {now - started:.1f} s")
                     return 0
-                if (
-                    self.supervisor.exit_codes("generator")
-                    and all(
-                        code not in (None, 0) for code in self.supervisor.exit_codes("generator")
-                    )
-                    and self.supervisor.restarts("generator") >= 5
-                ):
+                if self.supervision.generator_failed():
                     self.say("qarun: the generator keeps failing; see its log")
                     return 1
                 if deadline is not None and now > deadline:
@@ -351,35 +264,15 @@ class LocalRunner:
             self.say("\nqarun: interrupted; run the same command again to resume")
             return 130
 
-    def _quote_log(self, replica: str) -> None:
-        """The last line of a crashed process's log: usually the reason."""
-        log_path = self.dir.logs / f"{replica}.log"
-        lines = [line for line in tail(log_path, 5).splitlines() if line.strip()]
-        if lines:
-            self.say(f"qarun:   {log_path.name}: {lines[-1][:300]}")
-
     def _write_status(self, phase: str, watcher: Watcher, plan: local.LocalPlan) -> None:
-        processes = {
-            name: {
-                "replicas": self.supervisor.components[name].replicas,
-                "alive": self.supervisor.alive(name),
-                "restarts": self.supervisor.restarts(name),
-                "pids": [self.supervisor.pid(r) for r in replicas],
-            }
-            for name, replicas in self.supervisor.replicas.items()
-        }
-        status = {
-            "run": self.name,
-            "phase": phase,
-            "summary": watcher.summary.model_dump(mode="json", by_alias=True),
-            "rate": watcher.rate,
-            "processes": processes,
-            "api_url": plan.api_url,
-            "updated": time.time(),
-        }
-        tmp = self.dir.path / "status.json.tmp"
-        tmp.write_text(json.dumps(status, indent=2))
-        tmp.replace(self.dir.path / "status.json")
+        write_status(
+            self.dir.path,
+            run=self.name,
+            phase=phase,
+            watcher=watcher,
+            supervisor=self.supervisor,
+            api_url=plan.api_url,
+        )
 
     def _save_dead_letters(self, stack: LocalStack, plan: local.LocalPlan) -> None:
         from qarun_cli.deadletters import read_dead_letters  # noqa: PLC0415 - only at the end

@@ -1,7 +1,7 @@
 """`--sim-limits`: the provider limits the local runner's simulator models.
 
 "capacity=200,mode=slow,rpm=3000,tpm=2000000" -> the simulator's --capacity,
---capacity-mode, --rpm-limit and --tpm-limit (see `qarun_workers.provider_limits`).
+--capacity-mode, --rpm-limit and --tpm-limit (see `qarun_simulator.provider_limits`).
 """
 
 from __future__ import annotations

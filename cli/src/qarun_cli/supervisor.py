@@ -56,6 +56,35 @@ class Replica:
         return f"{self.component}-{self.index}"
 
 
+@dataclass(frozen=True)
+class Exited:
+    """A replica's process ended (a crash, a kill or a clean exit)."""
+
+    replica: str
+    code: int
+
+    def __str__(self) -> str:
+        return f"{self.replica} exited with code {self.code}"
+
+    @property
+    def failed(self) -> bool:
+        return self.code != 0
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """A replica was started again after it exited; `restarts` counts them."""
+
+    replica: str
+    restarts: int
+
+    def __str__(self) -> str:
+        return f"restarted {self.replica} (restart {self.restarts})"
+
+
+SupervisorEvent = Exited | Restarted
+
+
 class Supervisor:
     """Keeps the desired replicas of each component running."""
 
@@ -92,9 +121,9 @@ class Supervisor:
         del running[component.replicas :]
         self.stop_replicas(surplus)
 
-    def check(self) -> list[str]:
+    def check(self) -> list[SupervisorEvent]:
         """Restart replicas that exited, as the policy says; returns what happened."""
-        events: list[str] = []
+        events: list[SupervisorEvent] = []
         now = time.monotonic()
         for name, replicas in self.replicas.items():
             component = self.components[name]
@@ -107,14 +136,14 @@ class Supervisor:
                     continue
                 if replica.exit_code is None:
                     replica.exit_code = code
-                    events.append(f"{replica.name} exited with code {code}")
+                    events.append(Exited(replica.name, code))
                     backoff = min(self.max_backoff, 0.5 * 2**replica.restarts)
                     replica.next_start = now + backoff
                 if self._wants(replica) and now >= replica.next_start:
                     replica.service = self._service(component, replica.index).start()
                     replica.restarts += 1
                     replica.exit_code = None
-                    events.append(f"restarted {replica.name} (restart {replica.restarts})")
+                    events.append(Restarted(replica.name, replica.restarts))
         for event in events:
             log.info("%s", event)
         return events
@@ -152,16 +181,6 @@ class Supervisor:
         pid = self.pid(replica)
         replica.service.kill()
         return pid
-
-    def restart(self, name: str) -> None:
-        """Stop every replica of a component (gracefully) and start it again."""
-        replicas = self.replicas[name]
-        self.stop_replicas(replicas)
-        component = self.components[name]
-        for replica in replicas:
-            replica.service = self._service(component, replica.index).start()
-            replica.restarts += 1
-            replica.exit_code = None
 
     def stop_replicas(self, replicas: Iterable[Replica], grace: float = 15.0) -> None:
         """SIGTERM every replica's process group at once, SIGKILL what is left after grace."""

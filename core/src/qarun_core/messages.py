@@ -18,8 +18,11 @@ Topics and what travels on them (see `qarun_core.topics`):
 
 Two counters: `attempt` counts generations (1, then +1 for every regeneration the
 scorer asks for); `retries` counts failed LLM calls within the current attempt.
-The scoring job needs no state of its own: a Question carries the scored history of
-its earlier attempts, so the best answer so far travels with it.
+A Question carries the scored history of its earlier attempts, so the best answer so
+far travels with it to the LLM worker's regeneration prompt. The scoring job still keeps
+a small keyed state per question (last scored attempt, best attempt, closed or not:
+qarun_flink.routing.KeyState): it drops a replayed answer after a restore and keeps the
+best attempt when a worker lost the history.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def utcnow() -> datetime:
 
 
 class ErrorClass(StrEnum):
-    """How a failed LLM call is handled (the seeds' three classes)."""
+    """How a failed LLM call is handled: each class has its own retry path."""
 
     OVERLOAD = "overload"  # 429 rate limit, 5xx, timeout: exponential back-off + jitter
     QUOTA = "quota"  # 429 insufficient_quota / daily limit: long deferred retry

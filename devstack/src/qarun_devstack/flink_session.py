@@ -19,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from qarun_core.ports import free_port
 from qarun_devstack.flink import java_home
 from qarun_devstack.paths import MissingComponentError, flink_kafka_connector
-from qarun_devstack.process import Service, free_port
+from qarun_devstack.process import Service
 
 
 def flink_home() -> Path:

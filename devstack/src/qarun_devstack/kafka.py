@@ -8,10 +8,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
+from qarun_core.kafka_topics import ensure_topics
+from qarun_core.ports import free_port
 from qarun_devstack import paths
-from qarun_devstack.process import Service, free_port, port_open, run
+from qarun_devstack.process import Service, port_open, run
 
 LOG4J2 = """\
 status = warn
@@ -116,17 +118,7 @@ class KafkaBroker:
 
     def create_topic(self, name: str, partitions: int = 1, **config: str) -> None:
         """Create a topic and wait until it exists; an existing topic is left as it is."""
-        admin = self.admin()  # must outlive the futures, or librdkafka cancels them
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)],
-            operation_timeout=30,
-        )
-        for future in futures.values():
-            try:
-                future.result(timeout=30)
-            except Exception as error:
-                if "TOPIC_ALREADY_EXISTS" not in str(error):
-                    raise
+        ensure_topics(self.bootstrap, {name: partitions}, config=config)
 
     def stop(self) -> None:
         if self.service is not None:

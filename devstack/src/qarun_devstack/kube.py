@@ -23,9 +23,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qarun_core.ports import free_port
 from qarun_devstack import paths
 from qarun_devstack.pki import ClusterPki
-from qarun_devstack.process import Service, ServiceError, free_port, run
+from qarun_devstack.process import Service, ServiceError, run
 
 ADMIN_USER = "qarun-admin"
 KWOK_NODE = "kwok-node-0"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import psycopg
 
+from qarun_core.ports import free_port
 from qarun_devstack import paths
-from qarun_devstack.process import Service, free_port, run
+from qarun_devstack.process import Service, run
 
 DATABASE = "qarun"
 USER = "qarun"

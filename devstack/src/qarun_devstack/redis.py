@@ -7,8 +7,9 @@ from pathlib import Path
 
 import redis
 
+from qarun_core.ports import free_port
 from qarun_devstack import paths
-from qarun_devstack.process import Service, free_port
+from qarun_devstack.process import Service
 
 
 @dataclass

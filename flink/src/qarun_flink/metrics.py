@@ -1,28 +1,39 @@
-"""Run metrics over a window of scored answers: what the dashboard of seed 004 plots.
+"""Run metrics over a window of scored answers: the run's metrics topic record.
 
-A plain accumulator, so that the Flink AggregateFunction in job.py stays a thin
-adapter and the arithmetic is tested without Flink.
+Flink SQL aggregates the window (sql.metrics_window_sql); this module names its
+columns and turns one row into the record, so that the arithmetic and the record's
+shape are tested without Flink.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from qarun_core.messages import SCHEMA_VERSION
 from qarun_core.summary import population_stddev
-from qarun_flink.routing import MetricEvent, Outcome
+from qarun_flink.routing import RouteOutcome
+
+# The per-attempt measures of a window: each is a column per attempt (attempt_column)
+# of the window's SQL.
+PER_ATTEMPT_MEASURES = ("scored", "score_sum", "final", "improved", "improvement_sum")
+
+
+def attempt_column(measure: str, attempt: int) -> str:
+    return f"{measure}_{attempt}"
+
+
+def outcome_column(outcome: RouteOutcome) -> str:
+    return f"n_{outcome.value}"
 
 
 @dataclass
 class _Sum:
     count: int = 0
     total: float = 0.0
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
 
     @property
     def mean(self) -> float:
@@ -39,37 +50,24 @@ class RunMetrics:
     final_by_attempt: dict[int, int] = field(default_factory=dict)
     improvement_by_attempt: dict[int, _Sum] = field(default_factory=dict)
 
-    def add(self, event: MetricEvent) -> RunMetrics:
-        if event.outcome is Outcome.DUPLICATE:
-            return self
-        self.count += 1
-        self.total += event.score
-        self.squares += event.score * event.score
-        self.outcomes[event.outcome] = self.outcomes.get(event.outcome, 0) + 1
-        self.scored_by_attempt.setdefault(event.attempt, _Sum()).add(event.score)
-        if event.outcome is not Outcome.REGENERATE:
-            self.final_by_attempt[event.attempt] = self.final_by_attempt.get(event.attempt, 0) + 1
-        if event.improvement is not None:
-            self.improvement_by_attempt.setdefault(event.attempt, _Sum()).add(event.improvement)
-        return self
-
-    def merge(self, other: RunMetrics) -> RunMetrics:
-        self.count += other.count
-        self.total += other.total
-        self.squares += other.squares
-        for outcome, n in other.outcomes.items():
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
-        for attempt, n in other.final_by_attempt.items():
-            self.final_by_attempt[attempt] = self.final_by_attempt.get(attempt, 0) + n
-        for mine, theirs in (
-            (self.scored_by_attempt, other.scored_by_attempt),
-            (self.improvement_by_attempt, other.improvement_by_attempt),
-        ):
-            for attempt, part in theirs.items():
-                into = mine.setdefault(attempt, _Sum())
-                into.count += part.count
-                into.total += part.total
-        return self
+    @classmethod
+    def from_window(cls, row: Mapping[str, Any], max_attempts: int) -> RunMetrics:
+        """The metrics of one row of sql.metrics_window_sql, its columns read by name."""
+        metrics = cls(
+            count=row["n"], total=row["score_sum"] or 0.0, squares=row["score_squares"] or 0.0
+        )
+        for outcome in (RouteOutcome.VALIDATED, RouteOutcome.REGENERATE, RouteOutcome.EXHAUSTED):
+            if n := row[outcome_column(outcome)]:
+                metrics.outcomes[outcome] = n
+        for a in range(1, max_attempts + 1):
+            cell = {m: row[attempt_column(m, a)] for m in PER_ATTEMPT_MEASURES}
+            if cell["scored"]:
+                metrics.scored_by_attempt[a] = _Sum(cell["scored"], cell["score_sum"])
+            if cell["final"]:
+                metrics.final_by_attempt[a] = cell["final"]
+            if cell["improved"]:
+                metrics.improvement_by_attempt[a] = _Sum(cell["improved"], cell["improvement_sum"])
+        return metrics
 
     @property
     def mean(self) -> float:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from qarun_core.messages import Answer, Question, Result, ScoredAttempt
 
 
-class Outcome(StrEnum):
+class RouteOutcome(StrEnum):
     VALIDATED = "validated"  # score >= threshold: final result
     REGENERATE = "regenerated"  # below threshold, attempts left: back to the questions topic
     EXHAUSTED = "exhausted"  # below threshold, no attempt left: best attempt as final result
@@ -36,12 +36,12 @@ class MetricEvent:
     attempt: int
     score: float
     improvement: float | None  # score minus the best earlier score, from attempt 2 on
-    outcome: Outcome
+    outcome: RouteOutcome
 
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: Outcome
+    outcome: RouteOutcome
     state: KeyState
     result: Result | None = None
     question: Question | None = None
@@ -81,7 +81,7 @@ class Rules:
 
 def decide(answer: Answer, score: float, state: KeyState, rules: Rules) -> Decision:
     if state.done or answer.attempt <= state.last_attempt:
-        return Decision(Outcome.DUPLICATE, state)
+        return Decision(RouteOutcome.DUPLICATE, state)
     answer = _with_best_in_history(answer, state.best)
     previous = answer.best
     below = score < rules.threshold
@@ -89,15 +89,15 @@ def decide(answer: Answer, score: float, state: KeyState, rules: Rules) -> Decis
     best = scored if previous is None or scored.score > previous.score else previous
     state = KeyState(last_attempt=answer.attempt, best=best)
     if not below:
-        outcome = Outcome.VALIDATED
+        outcome = RouteOutcome.VALIDATED
         decision = Decision(
             outcome, replace(state, done=True), result=_result(answer, scored, rules)
         )
     elif answer.attempt < rules.max_attempts:
-        outcome = Outcome.REGENERATE
+        outcome = RouteOutcome.REGENERATE
         decision = Decision(outcome, state, question=answer.regenerate(scored))
     else:
-        outcome = Outcome.EXHAUSTED
+        outcome = RouteOutcome.EXHAUSTED
         result = answer.result(scored, exhausted=True, scorer=rules.scorer)
         decision = Decision(outcome, replace(state, done=True), result=result)
     improvement = None if previous is None else score - previous.score

@@ -39,7 +39,7 @@ class Event:
 
 
 @dataclass
-class Outcome:
+class ReconcileOutcome:
     status: JSON
     events: list[Event] = field(default_factory=list)
     retry: str | None = None  # a temporary problem: try again soon
@@ -47,14 +47,16 @@ class Outcome:
     scale_to: int | None = None  # autoscaling wants this many workers
 
 
-def _invalid(previous: QARunStatus, generation: int, message: str, now: datetime) -> Outcome:
+def _invalid(
+    previous: QARunStatus, generation: int, message: str, now: datetime
+) -> ReconcileOutcome:
     status = previous.model_copy(deep=True)
     status.conditions = set_condition(
         status.conditions, ConditionType.DEGRADED, True, "InvalidSpec", message,
         generation=generation, now=now,
     )  # fmt: skip
     status.message = message
-    return Outcome(
+    return ReconcileOutcome(
         status=_dump(status), events=[Event("Warning", "InvalidSpec", message)], invalid=message
     )
 
@@ -65,7 +67,7 @@ def _dump(status: QARunStatus) -> JSON:
 
 def reconcile(
     kube: Kube, body: JSON, config: OperatorConfig, now: datetime | None = None
-) -> Outcome:
+) -> ReconcileOutcome:
     now = now or datetime.now(UTC)
     meta = body["metadata"]
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
@@ -138,7 +140,7 @@ def reconcile(
         kind = "Warning" if status.phase == "Failed" else "Normal"
         events.append(Event(kind, str(status.phase), status.message or str(status.phase)))
     wanted = autoscale(spec, summary)
-    return Outcome(
+    return ReconcileOutcome(
         status=_dump(status),
         events=events,
         retry=problem,

@@ -54,7 +54,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
 
 
-def _realize(outcome: controller.Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
+def _realize(outcome: controller.ReconcileOutcome, body: kopf.Body, patch: kopf.Patch) -> None:
     patch.status.update(outcome.status)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)

@@ -30,7 +30,7 @@ from qarun_core.topics import tier_for
 from qarun_workers.answered_marks import AnsweredMarks
 from qarun_workers.call_gate import CallGate
 from qarun_workers.concurrency import AdaptiveLimit
-from qarun_workers.kafka_io import Delivery, dead_letter
+from qarun_workers.kafka_io import DeliveryCallbacks, dead_letter
 from qarun_workers.llm_client import Completion, Failure
 from qarun_workers.retry import give_up, retry_delay
 from qarun_workers.settings import Settings
@@ -55,7 +55,7 @@ class CallOutcomes:
         settings: Settings,
         producer: Producer,
         *,
-        delivery: Delivery,
+        delivery: DeliveryCallbacks,
         limit: AdaptiveLimit,
         gate: CallGate,
         marks: AnsweredMarks | None,

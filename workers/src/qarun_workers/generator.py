@@ -5,8 +5,8 @@ on absolute times (no drift), until `total` questions or `duration_seconds`. Que
 ids are a stable hash of the run and the question's sequence number, so a restart
 produces the same ids; rows repeat from the start when `total` exceeds the data set
 or a `duration_seconds` run outlasts it.
-Before sending, ids already stored in PostgreSQL are skipped (as the seeds' generator
-checks storage first), and progress is checkpointed in Redis after each acknowledged
+Before sending, ids already stored in PostgreSQL are skipped (a re-run asks only what
+is missing), and progress is checkpointed in Redis after each acknowledged
 batch, so a restarted generator resumes where it stopped.
 """
 
@@ -83,7 +83,7 @@ def sequence(traffic: TrafficSettings) -> Iterator[tuple[int, Row]]:
 
 
 @dataclass
-class Progress:
+class SendProgress:
     sent: int = 0
     skipped: int = 0
     acked: int = 0
@@ -106,7 +106,7 @@ class Generator:
         self.redis = redis
         self.answered = answered
         self.producer = Producer(producer_config(settings))
-        self.progress = Progress()
+        self.progress = SendProgress()
 
     def resume_from(self) -> int:
         """Where the last checkpoint left off; its counts carry on over restarts."""
@@ -116,7 +116,7 @@ class Generator:
         self.progress.sent, self.progress.skipped = record.sent, record.skipped
         return record.next
 
-    def run(self) -> Progress:
+    def run(self) -> SendProgress:
         start_seq = self.resume_from()
         if start_seq:
             log.info("resuming after %d questions already sent", start_seq)

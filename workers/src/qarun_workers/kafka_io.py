@@ -32,9 +32,8 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
+from qarun_core.kafka_topics import ensure_topics
 from qarun_core.messages import DeadLetter, PoisonMessageError
 from qarun_core.topics import run_of
 from qarun_workers.settings import Settings
@@ -72,30 +71,11 @@ def consumer_config(settings: Settings, role: str, **extra: Any) -> dict[str, An
     }
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replicas: int = 1) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=15).topics)
-    wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replicas)
-        for name in names
-        if name not in existing
-    ]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-        log.info("created topic %s", name)
-
-
 def ensure_run_topics(settings: Settings) -> None:
     if settings.kafka.create_topics:
         kafka = settings.kafka
-        ensure_topics(kafka.bootstrap, settings.topics.all(), kafka.partitions, kafka.replicas)
+        topics = dict.fromkeys(settings.topics.all(), kafka.partitions)
+        ensure_topics(kafka.bootstrap, topics, kafka.replicas)
 
 
 class _PartitionOffsets:
@@ -175,7 +155,7 @@ def commit_stored(consumer: Consumer) -> None:
             log.warning("offsets not committed on revoke: %s", error)
 
 
-class Delivery:
+class DeliveryCallbacks:
     """Producer callbacks that store the consumed offset once the output is acked.
 
     While a revoke callback runs in the fetch thread, librdkafka blocks `store_offsets`

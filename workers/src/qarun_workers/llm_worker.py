@@ -39,7 +39,7 @@ from qarun_workers.call_outcomes import CallOutcomes
 from qarun_workers.concurrency import AdaptiveLimit
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
-    Delivery,
+    DeliveryCallbacks,
     OffsetTracker,
     Shutdown,
     commit_stored,
@@ -83,7 +83,7 @@ class LLMWorker:
             producer_config(settings, **{"queue.buffering.max.messages": 1_000_000})
         )
         self.tracker = OffsetTracker()
-        self.delivery = Delivery(self.consumer, self.tracker)
+        self.delivery = DeliveryCallbacks(self.consumer, self.tracker)
         llm = settings.llm
         self.limit = AdaptiveLimit(
             llm.initial_concurrency, llm.min_concurrency, llm.max_concurrency
@@ -250,7 +250,7 @@ class LLMWorker:
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Called inside a fetch. From the fetch thread: let the loop settle the revoked
         partitions' calls, then commit. The offsets the loop finishes meanwhile are stored
-        here (`Delivery.defer`): from the loop, librdkafka would block them until this
+        here (`DeliveryCallbacks.defer`): from the loop, librdkafka would block them until this
         callback returns, and the loop with them. On the loop's own thread (close, or a
         poll while the budget is spent) nothing can wait for the loop: no calls are
         running then."""

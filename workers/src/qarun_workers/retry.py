@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from qarun_core.messages import DeadLetterReason, ErrorClass, Question, RetryHeaders
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import (
-    Delivery,
+    DeliveryCallbacks,
     OffsetTracker,
     Shutdown,
     commit_stored,
@@ -72,7 +72,7 @@ class RetryConsumer:
         self.consumer = Consumer(consumer_config(settings, "retry"))
         self.producer = Producer(producer_config(settings))
         self.tracker = OffsetTracker()
-        self.delivery = Delivery(self.consumer, self.tracker)
+        self.delivery = DeliveryCallbacks(self.consumer, self.tracker)
         self.paused: dict[tuple[str, int], int] = {}  # partition -> due ms of its head
         self.republished = 0
 

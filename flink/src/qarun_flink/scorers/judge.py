@@ -1,4 +1,4 @@
-"""LLM-as-judge with the seeds' rubric, through any OpenAI-compatible endpoint.
+"""LLM-as-judge with a weighted five-criterion rubric, through any OpenAI-compatible endpoint.
 
 The judge returns one JSON object with an integer 0-10 per criterion; pydantic
 validates it and the weighted sum (accuracy 40, completeness 25, clarity 20,

@@ -4,17 +4,18 @@
 distribution. When the question's title is in the loaded data set, the answer is
 derived from the reference answer with controlled noise: a quality q ~ N(mean, sd)
 keeps about a fraction q of the reference words and pads with filler, so lexical
-scores spread like the seeds' 0.85 +- 0.06; a regeneration (a prompt carrying
+scores spread around 0.85 +- 0.06 by default; a regeneration (a prompt carrying
 feedback) answers a little better. Load-independent faults are injected at
 configured rates: 429 rate limit (without headers unless --retry-after is given), 500,
 503, timeouts (the request hangs), malformed bodies, and quota exhaustion after N
 requests (until `POST /quota/reset`, as a provider's quota renews). A provider's
-limits (`qarun_workers.provider_limits`) are modelled too: a capacity of requests
+limits (`qarun_simulator.provider_limits`) are modelled too: a capacity of requests
 worked on at once (--capacity, refused or slowed beyond it) and requests- and
 tokens-per-minute limits with OpenAI's rate-limit headers (--rpm-limit, --tpm-limit).
 
 Every random decision comes from a generator seeded with (seed, prompt title, how
 many times that title was asked), so a run repeats whatever the arrival order.
+With QARUN_SIMULATOR__API_KEY set (settings.py), requests must carry that key.
 `GET /stats` returns counters for tests and benchmarks (with the time integral of the
 requests in flight, so two readings give the mean between them), `GET /stats/titles` how
 many times each title was asked (a question asked twice is a duplicate call); `/healthz`
@@ -37,17 +38,18 @@ from dataclasses import dataclass, field
 import uvloop
 from aiohttp import web
 
-from qarun_workers import logs
-from qarun_workers.provider_limits import CAPACITY_MODES, LimitSettings, ProviderLimits, Refusal
-from qarun_workers.runtime import settle_heap
-from qarun_workers.simulated_answers import (
+from qarun_simulator.answers import (
     load_references,
     noisy_answer,
     prompt_text,
     prompt_title,
     tokens,
 )
-from qarun_workers.simulator_stats import Stats
+from qarun_simulator.provider_limits import CAPACITY_MODES, LimitSettings, ProviderLimits, Refusal
+from qarun_simulator.settings import SimulatorSettings
+from qarun_simulator.stats import Stats
+from qarun_workers import logs
+from qarun_workers.runtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -288,11 +290,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quality-mean", type=float, default=0.85)
     p.add_argument("--quality-sd", type=float, default=0.06)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--api-key-env",
-        default="",
-        help="name of an env var holding the key clients must send (default: none)",
-    )
     for name in ("429", "500", "503", "400", "timeout", "malformed"):
         p.add_argument(f"--rate-{name}", type=float, default=0.0, help=f"fraction of {name} faults")
     p.add_argument(
@@ -362,10 +359,8 @@ def behaviour_from(args: argparse.Namespace, api_key: str) -> Behaviour:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import os  # noqa: PLC0415 - only the entry point reads the environment
-
     args = parse_args(argv)
-    api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
+    api_key = SimulatorSettings().api_key.get_secret_value()
     logs.setup(args.log_level, secrets=[api_key])
     sim = Simulator(behaviour_from(args, api_key), load_references(args.dataset, args.format))
     settle_heap()

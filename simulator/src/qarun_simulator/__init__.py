@@ -1,0 +1,1 @@
+"""The LLM simulator: an OpenAI-compatible endpoint for tests, demos and benchmarks."""
