@@ -28,11 +28,12 @@ scored and closes a question once its final result is out, so a replay re-emits 
 most the same final result (same question, attempt, answer and score), which the
 storage writer's upsert on (run, question_id) collapses into one row. (A first attempt
 that is final at once skips the state altogether: see Rules.final_without_state.) The
-transactional mode is there (`--delivery exactly-once`) for consumers that cannot
+transactional mode is there (`--flink.delivery exactly-once`) for consumers that cannot
 de-duplicate.
 
 Run it locally on a MiniCluster with `python -m qarun_flink.job --run demo
---bootstrap 127.0.0.1:9092` (QARUN_FLINK_CONNECTOR_JAR names the Kafka connector jar);
+--kafka.bootstrap-servers 127.0.0.1:9092` (QARUN_FLINK__CONNECTOR_JAR names the Kafka
+connector jar);
 on a session cluster it is the same module started by Flink's PythonDriver
 (flink/deploy/flinksessionjob.yaml).
 """
@@ -82,8 +83,9 @@ from qarun_core.messages import (
     PoisonMessageError,
     ScoredAttempt,
 )
+from qarun_core.spec import ScoringMethod
 from qarun_flink.metrics import RunMetrics, _Sum
-from qarun_flink.params import Delivery, JobParams, ParamError, ScorerName, StartingOffsets, parse
+from qarun_flink.params import Delivery, JobParams, ParamError, StartingOffsets, parse
 from qarun_flink.routing import Decision, KeyState, MetricEvent, Outcome, Rules, decide
 from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
 
@@ -152,7 +154,7 @@ def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
         .select(col("k"), col("v").cast(DataTypes.STRING()).alias("v"), col("score"), lit(""))
     )
     pending = tables.to_data_stream(keyed)
-    scored = judge(pending, params) if params.scorer is ScorerName.JUDGE else pending
+    scored = judge(pending, params) if params.scorer is ScoringMethod.JUDGE else pending
     routed = (
         scored.key_by(lambda record: record[0], key_type=Types.STRING())
         .process(Route(params), output_type=KV)
@@ -263,7 +265,7 @@ def configure(env: StreamExecutionEnvironment, params: JobParams) -> None:
     )
     # A Python UDF worker runs the interpreter found on PATH unless told otherwise.
     env.set_python_executable(sys.executable)
-    if jar := os.environ.get("QARUN_FLINK_CONNECTOR_JAR"):  # local runs; images have it in lib/
+    if jar := params.flink.connector_jar:  # local runs; images have it in lib/
         env.add_jars("file://" + os.path.abspath(jar))
 
 
@@ -426,7 +428,7 @@ class SettleBatch(ScalarFunction):  # type: ignore[misc]
 
     def open(self, function_context: Any) -> None:
         # The embedding model loads once per worker; the judge scores after Settle.
-        scored_here = self.params.scorer is not ScorerName.JUDGE
+        scored_here = self.params.scorer is not ScoringMethod.JUDGE
         scorer = make_scorer(self.params.scorer.value) if scored_here else None
         self.settler = Settle(self.params, scorer)
 
@@ -445,7 +447,7 @@ def _rules(params: JobParams) -> Rules:
         params.threshold,
         params.max_attempts,
         params.scorer.value,
-        deterministic=params.scorer is not ScorerName.JUDGE,
+        deterministic=params.scorer is not ScoringMethod.JUDGE,
     )
 
 
