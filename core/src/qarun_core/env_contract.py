@@ -96,9 +96,12 @@ def flag_name(*path: str) -> str:
 
 
 def model_args(value: BaseModel, *path: str) -> list[str]:
-    """The same fields as `model_env`, as command-line flags (the Flink job's arguments)."""
+    """The same fields as `model_env`, as command-line flags (the Flink job's arguments);
+    empty strings left out (each such field's default), so no argument is ever empty."""
     args: list[str] = []
     for env, text in model_env(value, *path).items():
+        if not text:
+            continue
         parts = env.removeprefix(PREFIX).lower().split(DELIMITER)
         args += [flag_name(*parts), text]
     return args

@@ -251,7 +251,8 @@ def _topic_config(spec: QARunSpec) -> dict[str, str]:
 
 def plan(run: str, namespace: str, spec: QARunSpec, endpoints: Endpoints | None = None) -> RunPlan:
     """The desired workloads of one run. Pure: the same input gives the same plan."""
-    spec = with_endpoints(spec, endpoints or Endpoints())
+    endpoints = endpoints or Endpoints()
+    spec = with_endpoints(spec, endpoints)
     tiers = retry_tiers(spec)
     topics = RunTopics(run, tiers)
     config = _topic_config(spec)
@@ -269,7 +270,7 @@ def plan(run: str, namespace: str, spec: QARunSpec, endpoints: Endpoints | None 
     def component(
         role: str, kind: Kind, replicas: int, *, resources: Resources | None = None
     ) -> ComponentPlan:
-        secrets = _role_secrets(role, spec, endpoints or Endpoints())
+        secrets = _role_secrets(role, spec, endpoints)
         values = {env: v for env, v in secrets.items() if isinstance(v, str)}
         return ComponentPlan(
             role=role,
