@@ -5,8 +5,8 @@ on absolute times (no drift), until `total` questions or `duration_seconds`. Que
 ids are a stable hash of the run and the question's sequence number, so a restart
 produces the same ids; rows repeat from the start when `total` exceeds the data set
 or a `duration_seconds` run outlasts it.
-Before sending, ids already stored in PostgreSQL are skipped (as the seeds' generator
-checks storage first), and progress is checkpointed in Redis after each acknowledged
+Before sending, ids already stored in PostgreSQL are skipped (a run started again
+sends only what has no result yet), and progress is checkpointed in Redis after each acknowledged
 batch, so a restarted generator resumes where it stopped.
 """
 
