@@ -126,7 +126,7 @@ class Bench:
         ports = [free_port() for _ in range(workers)]
         env = {
             "QARUN_RUN": run,
-            "QARUN_KAFKA__BOOTSTRAP": self.kafka.bootstrap,
+            "QARUN_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap,
             "QARUN_KAFKA__CREATE_TOPICS": "false",
             "QARUN_LLM__BASE_URL": f"{sim_url}/v1",
             "QARUN_LLM__TIMEOUT_SECONDS": "30",

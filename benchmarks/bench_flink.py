@@ -171,9 +171,23 @@ def run(
         broker.create_topic(name, partitions=PARTITIONS)
     fill(broker, topics, count, distinct)
     args = [
-        *("--run", topics.run, "--bootstrap", broker.bootstrap, "--scorer", scorer),
-        *("--threshold", "0", "--parallelism", str(parallelism), "--bounded", "true"),
-        *("--starting-offsets", "earliest", "--checkpoint-interval-seconds", "10"),
+        *(
+            "--run",
+            topics.run,
+            "--kafka.bootstrap-servers",
+            broker.bootstrap,
+            "--scoring.method",
+            scorer,
+        ),
+        *(
+            "--scoring.threshold",
+            "0",
+            "--flink.parallelism",
+            str(parallelism),
+            "--kafka.bounded",
+            "true",
+        ),
+        *("--kafka.starting-offsets", "earliest", "--flink.checkpoint-interval-seconds", "10"),
     ]
     started = time.monotonic()
     cpu: dict[int, float] = {}

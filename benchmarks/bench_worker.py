@@ -190,7 +190,7 @@ def pipeline(
     env = {
         **os.environ,
         "QARUN_RUN": RUN,
-        "QARUN_KAFKA__BOOTSTRAP": kafka.bootstrap,
+        "QARUN_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
         "QARUN_LLM__BASE_URL": base_url,
         "QARUN_LLM__MAX_CONCURRENCY": str(args.in_flight),
         "QARUN_LLM__INITIAL_CONCURRENCY": str(args.in_flight),

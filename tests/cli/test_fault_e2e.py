@@ -4,7 +4,7 @@ The LLM simulator answers 30 % of the calls with 429, 10 % with 503 and lets 1 %
 past the client's timeout. While the run goes on, one LLM worker and the storage
 writer are killed with SIGKILL (the runner's supervisor restarts them, as Kubernetes
 would), and the Flink scoring job is killed and started again from its latest
-checkpoint (`QARUN_FLINK_RESTORE_FROM`, set by the runner at each start of the job).
+checkpoint (`QARUN_FLINK__RESTORE_FROM`, set by the runner at each start of the job).
 Nothing is mocked: the runner is `qarun run --local`'s own LocalRunner, on real Kafka,
 PostgreSQL, Redis and a Flink MiniCluster.
 
@@ -114,7 +114,7 @@ class FaultPlan:
             "pids": {name: supervisor.pid(supervisor.replicas[name][0]) for name, _ in KILLS},
             "alive": {name: supervisor.alive(name) for name, _ in KILLS},
             "replicas": {name: supervisor.components[name].replicas for name, _ in KILLS},
-            "scoring_restore": scoring.service.env.get("QARUN_FLINK_RESTORE_FROM", ""),
+            "scoring_restore": scoring.service.env.get("QARUN_FLINK__RESTORE_FROM", ""),
             "scoring_log": (runner.dir.logs / "scoring-0.log").read_text(errors="replace"),
         }
 

@@ -36,7 +36,7 @@ def test_session_job_arguments_are_the_job_parameters() -> None:
     assert args[:2] == ["-pym", "qarun_flink.job"]
     params = parse(args[2:], {})
     assert (params.run, params.scorer, params.threshold) == ("yahoo-demo", "lexical", 0.75)
-    assert "QARUN_LLM_API_KEY" not in " ".join(args)
+    assert "API_KEY" not in " ".join(args)
 
 
 def test_dockerfile_uses_the_pinned_versions() -> None:

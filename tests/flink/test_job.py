@@ -52,9 +52,23 @@ def routing_run(
     worker = ScriptedWorker(kafka, topics, SCRIPT, REFERENCE).start()
     ready_file = tmp_path_factory.mktemp("ready") / "scoring.ready"
     job = start_job_module(
-        *("--run", topics.run, "--bootstrap", kafka.bootstrap, "--ready-file", str(ready_file)),
-        *("--threshold", "0.75", "--max-regenerations", "2", "--parallelism", "2"),
-        *("--checkpoint-interval-seconds", "2", "--metrics-window-seconds", "1"),
+        *(
+            "--run",
+            topics.run,
+            "--kafka.bootstrap-servers",
+            kafka.bootstrap,
+            "--flink.ready-file",
+            str(ready_file),
+        ),
+        *(
+            "--scoring.threshold",
+            "0.75",
+            "--scoring.max-regenerations",
+            "2",
+            "--flink.parallelism",
+            "2",
+        ),
+        *("--flink.checkpoint-interval-seconds", "2", "--flink.metrics-window-seconds", "1"),
     )
     worker.first_attempts()
     poison = Producer({"bootstrap.servers": kafka.bootstrap})

@@ -27,12 +27,19 @@ def test_scorer_in_the_job_validates_good_answers_only(
 ) -> None:
     topics = create_topics(kafka, f"t-{scorer}")
     worker = ScriptedWorker(kafka, topics, SCRIPT, REFERENCE)
-    judge = ["--llm-base-url", judge_endpoint.url, "--llm-model", "judge"]
+    judge = ["--scoring.judge.base-url", judge_endpoint.url, "--scoring.judge.model", "judge"]
     job = start_job(
-        *("--run", topics.run, "--bootstrap", kafka.bootstrap, "--scorer", scorer),
-        *("--threshold", "0.5", "--max-regenerations", "0"),
+        *(
+            "--run",
+            topics.run,
+            "--kafka.bootstrap-servers",
+            kafka.bootstrap,
+            "--scoring.method",
+            scorer,
+        ),
+        *("--scoring.threshold", "0.5", "--scoring.max-regenerations", "0"),
         *(judge if scorer == "judge" else []),
-        env={"QARUN_LLM_API_KEY": "test-key"},
+        env={"QARUN_SCORING__JUDGE__API_KEY": "test-key"},
     )
     worker.first_attempts()
     results = TopicReader(kafka, topics.results)
@@ -50,8 +57,15 @@ def test_exactly_once_delivery_commits_results_on_checkpoints(
     topics = create_topics(kafka, "t-exactly-once")
     worker = ScriptedWorker(kafka, topics, {"good-1": SCRIPT["good-1"]}, REFERENCE)
     job = start_job(
-        *("--run", topics.run, "--bootstrap", kafka.bootstrap, "--delivery", "exactly-once"),
-        *("--checkpoint-interval-seconds", "1"),
+        *(
+            "--run",
+            topics.run,
+            "--kafka.bootstrap-servers",
+            kafka.bootstrap,
+            "--flink.delivery",
+            "exactly-once",
+        ),
+        *("--flink.checkpoint-interval-seconds", "1"),
     )
     worker.first_attempts()
     results = TopicReader(kafka, topics.results, committed_only=True)

@@ -44,9 +44,21 @@ def test_restore_after_hard_kill_gives_one_final_result_per_question(
     worker = ScriptedWorker(kafka, topics, script, REFERENCE).start()
     checkpoints = tmp_path / "checkpoints"
     args = [
-        *("--run", topics.run, "--bootstrap", kafka.bootstrap, "--parallelism", "2"),
-        *("--threshold", "0.75", "--max-regenerations", "2"),
-        *("--checkpoint-interval-seconds", "1", "--checkpoint-dir", checkpoints.as_uri()),
+        *(
+            "--run",
+            topics.run,
+            "--kafka.bootstrap-servers",
+            kafka.bootstrap,
+            "--flink.parallelism",
+            "2",
+        ),
+        *("--scoring.threshold", "0.75", "--scoring.max-regenerations", "2"),
+        *(
+            "--flink.checkpoint-interval-seconds",
+            "1",
+            "--flink.checkpoint-dir",
+            checkpoints.as_uri(),
+        ),
     ]
     results = TopicReader(kafka, topics.results)
     try:
@@ -66,7 +78,7 @@ def test_restore_after_hard_kill_gives_one_final_result_per_question(
 
         restored_from = latest_checkpoint(checkpoints)
         assert restored_from is not None
-        second = start_job(*args, "--restore-from", restored_from.as_uri())
+        second = start_job(*args, "--flink.restore-from", restored_from.as_uri())
         wait_for(
             lambda: len({r[0] for r in results.poll()}) >= QUESTIONS,
             240,

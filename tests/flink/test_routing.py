@@ -64,7 +64,9 @@ def test_only_first_attempt_finals_of_deterministic_scorers_skip_the_state() -> 
 
 
 def test_settle_splits_a_batch_by_destination() -> None:
-    params = parse(["--run", "r", "--bootstrap", "b", "--threshold", "0.75"], {})
+    params = parse(
+        ["--run", "r", "--kafka.bootstrap-servers", "b", "--scoring.threshold", "0.75"], {}
+    )
     settle = Settle(params, LexicalScorer())
     good = answer(text="ref").to_bytes()  # the reference itself: scores 1.0
     weak = answer(text="unrelated words").to_bytes()
@@ -138,26 +140,38 @@ def test_metrics_window_sql_names_every_column_the_decoder_reads() -> None:
 def test_parameters_from_flags_then_environment() -> None:
     env = {
         "QARUN_RUN": "demo",
-        "QARUN_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
-        "QARUN_SCORING_THRESHOLD": "0.6",
-        "QARUN_SCORING_METHOD": "embedding",
+        "QARUN_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "QARUN_SCORING__THRESHOLD": "0.6",
+        "QARUN_SCORING__METHOD": "embedding",
     }
-    params = parse(["--threshold", "0.8"], env)
+    params = parse(["--scoring.threshold", "0.8"], env)
     assert (params.threshold, params.scorer, params.max_attempts) == (0.8, "embedding", 4)
     assert params.results_topic == "qarun.demo.results"
     assert params.group_id == "qarun.demo.scoring"
-    shared = {"QARUN_RUN": "demo", "QARUN_KAFKA__BOOTSTRAP": "127.0.0.1:9"}  # workers' names
+    shared = {"QARUN_RUN": "demo", "QARUN_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"}  # workers' too
     assert parse([], shared).bootstrap == "127.0.0.1:9"
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--run", "demo"], "--bootstrap (QARUN_KAFKA_BOOTSTRAP): Field required"),
-        (["--run", "Demo!", "--bootstrap", "b"], "--run (QARUN_RUN)"),
-        (["--run", "d", "--bootstrap", "b", "--threshold", "2"], "--threshold"),
-        (["--run", "d", "--bootstrap", "b", "--scorer", "bleu"], "--scorer"),
-        (["--run", "d", "--bootstrap", "b", "--scorer", "judge"], "needs --llm-base-url"),
+        (
+            ["--run", "demo"],
+            "--kafka.bootstrap-servers (QARUN_KAFKA__BOOTSTRAP_SERVERS): Field required",
+        ),
+        (["--run", "Demo!", "--kafka.bootstrap-servers", "b"], "--run (QARUN_RUN)"),
+        (
+            ["--run", "d", "--kafka.bootstrap-servers", "b", "--scoring.threshold", "2"],
+            "--scoring.threshold",
+        ),
+        (
+            ["--run", "d", "--kafka.bootstrap-servers", "b", "--scoring.method", "bleu"],
+            "--scoring.method",
+        ),
+        (
+            ["--run", "d", "--kafka.bootstrap-servers", "b", "--scoring.method", "judge"],
+            "needs --scoring.judge.base-url",
+        ),
     ],
 )
 def test_bad_parameters_are_named(argv: list[str], message: str) -> None:
@@ -167,5 +181,8 @@ def test_bad_parameters_are_named(argv: list[str], message: str) -> None:
 
 
 def test_bad_parameter_stops_before_submission(capsys: pytest.CaptureFixture[str]) -> None:
-    assert job.main(["--run", "demo", "--bootstrap", "b", "--parallelism", "0"]) == 2
-    assert "--parallelism (QARUN_FLINK_PARALLELISM)" in capsys.readouterr().err
+    assert (
+        job.main(["--run", "demo", "--kafka.bootstrap-servers", "b", "--flink.parallelism", "0"])
+        == 2
+    )
+    assert "--flink.parallelism (QARUN_FLINK__PARALLELISM)" in capsys.readouterr().err

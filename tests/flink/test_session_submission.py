@@ -26,9 +26,10 @@ def test_rest_submission_runs_detached_and_resumes_from_its_checkpoint(
     topics = create_topics(kafka, "t-session", partitions=2)
     args = [
         "-pym", "qarun_flink.job",
-        "--run", topics.run, "--bootstrap", kafka.bootstrap, "--parallelism", "2",
-        "--threshold", "0.75", "--max-regenerations", "1",
-        "--checkpoint-interval-seconds", "1",
+        "--run", topics.run, "--kafka.bootstrap-servers", kafka.bootstrap,
+        "--flink.parallelism", "2",
+        "--scoring.threshold", "0.75", "--scoring.max-regenerations", "1",
+        "--flink.checkpoint-interval-seconds", "1",
     ]  # fmt: skip
     ids = [f"s{n:03d}" for n in range(40)]
     worker = ScriptedWorker(kafka, topics, {q: [REFERENCE] for q in ids}, REFERENCE).start()

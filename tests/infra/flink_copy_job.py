@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(2)
-    env.add_jars("file://" + os.environ["QARUN_FLINK_CONNECTOR_JAR"])
+    env.add_jars("file://" + os.environ["QARUN_FLINK__CONNECTOR_JAR"])
     env.set_python_executable(sys.executable)
 
     source = (

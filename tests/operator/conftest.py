@@ -82,12 +82,12 @@ def operator(
     )
     env = {
         "KUBECONFIG": str(kubeconfig),
-        "QARUN_OPERATOR_SUMMARY_URL": summary_api.url,
-        "QARUN_OPERATOR_STATUS_INTERVAL_SECONDS": "1",
+        "QARUN_OPERATOR__SUMMARY_URL": summary_api.url,
+        "QARUN_OPERATOR__STATUS_INTERVAL_SECONDS": "1",
         # Standalone session clusters' REST API: the pods on kwok run nothing, so every
         # run's JobManager is the flink_session fixture's (started by the tests that
         # submit a job).
-        "QARUN_OPERATOR_FLINK_REST_URL": f"http://127.0.0.1:{flink_session_port}",
+        "QARUN_OPERATOR__FLINK_REST_URL": f"http://127.0.0.1:{flink_session_port}",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

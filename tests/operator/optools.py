@@ -75,7 +75,7 @@ def start_summary_api(
 ) -> SummaryAPI:
     port = free_port()
     env = {
-        "QARUN_KAFKA__BOOTSTRAP": kafka.bootstrap,
+        "QARUN_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
         "QARUN_STORAGE__POSTGRES_DSN": postgres.dsn,
         "QARUN_STORAGE__REDIS_URL": redis.url,
         "QARUN_API__HOST": "127.0.0.1",

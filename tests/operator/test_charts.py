@@ -211,7 +211,7 @@ def test_stack_wires_names_a_qarun_uses_by_default(kube: KubeCluster, stack_char
         e["name"]: e.get("value")
         for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == "qarun/workers:0.1.0"
+    assert env["QARUN_OPERATOR__WORKER_IMAGE"] == "qarun/workers:0.1.0"
     assert json.dumps(manifests).count("sk-") == 0
 
 
@@ -267,11 +267,11 @@ def test_image_registry_and_tags_reach_every_qarun_image(
 
     found, env = images()
     assert found == {f"qarun/workers:{version}", f"qarun/operator:{version}"}
-    assert env["QARUN_OPERATOR_WORKER_IMAGE"] == f"qarun/workers:{version}"
-    assert env["QARUN_OPERATOR_FLINK_IMAGE"] == f"qarun/flink:{version}"
+    assert env["QARUN_OPERATOR__WORKER_IMAGE"] == f"qarun/workers:{version}"
+    assert env["QARUN_OPERATOR__FLINK_IMAGE"] == f"qarun/flink:{version}"
     found, env = images("--set", "global.imageRegistry=registry.local:5000")
     assert found == {
         f"registry.local:5000/qarun/workers:{version}",
         f"registry.local:5000/qarun/operator:{version}",
     }
-    assert env["QARUN_OPERATOR_FLINK_IMAGE"] == f"registry.local:5000/qarun/flink:{version}"
+    assert env["QARUN_OPERATOR__FLINK_IMAGE"] == f"registry.local:5000/qarun/flink:{version}"

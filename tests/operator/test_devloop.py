@@ -191,8 +191,8 @@ def test_tiltfile_evaluates_and_its_references_hold(kube: KubeCluster, stack_cop
     assert container["image"].startswith("qarun/operator:")
     env = {e["name"]: e.get("value") for e in container["env"]}
     # Tilt substitutes the tag it built wherever the image's name appears.
-    assert env["QARUN_OPERATOR_WORKER_IMAGE"].startswith("qarun/workers:")
-    assert env["QARUN_OPERATOR_FLINK_IMAGE"].startswith("qarun/flink:")
+    assert env["QARUN_OPERATOR__WORKER_IMAGE"].startswith("qarun/workers:")
+    assert env["QARUN_OPERATOR__FLINK_IMAGE"].startswith("qarun/flink:")
     # The restart wrapper runs the entrypoint followed by the container's args.
     [(_, restart)] = rec.named("docker_build_with_restart")
     assert "command" not in container

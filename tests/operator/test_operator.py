@@ -139,7 +139,7 @@ def test_qarun_lifecycle(
     # Secrets are referenced, never copied into the children.
     worker = get_json(kube, "deployment", f"{RUN}-llm-worker", "-n", NAMESPACE)
     env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["QARUN_LLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+    assert env["QARUN_LLM__API_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "llm-credentials",
         "key": "apiKey",
     }
@@ -215,7 +215,7 @@ def test_qarun_lifecycle(
         return args
 
     wait_for(lambda: "0.9" in job_args(), 30, "the new threshold in the FlinkSessionJob")
-    assert job_args()[job_args().index("--threshold") + 1] == "0.9"
+    assert job_args()[job_args().index("--scoring.threshold") + 1] == "0.9"
 
     def worker_concurrency() -> str:
         d = get_json(kube, "deployment", f"{RUN}-llm-worker", "-n", NAMESPACE)

@@ -40,7 +40,7 @@ def test_plan_of_a_minimal_run() -> None:
     assert (worker.name, worker.kind, worker.replicas) == ("demo-llm-worker", p.Kind.SERVICE, 2)
     assert worker.command == ("qarun-llm-worker",)
     assert worker.env["QARUN_RUN"] == "demo"
-    assert worker.env["QARUN_KAFKA__BOOTSTRAP"] == "qarun-kafka-bootstrap:9092"
+    assert worker.env["QARUN_KAFKA__BOOTSTRAP_SERVERS"] == "qarun-kafka-bootstrap:9092"
     assert worker.env["QARUN_LLM__MODEL"] == "qarun-sim"
     assert worker.env["QARUN_RETRY__TIERS"] == "2s,10s,1m"
     assert worker.secret_env == ()  # no apiKeySecretRef: no key
@@ -48,7 +48,9 @@ def test_plan_of_a_minimal_run() -> None:
     assert run.selector == "qarun.io/run=demo,qarun.io/component=llm-worker"
     assert run.flink.managed
     assert run.flink.session == "demo-flink"
-    assert run.flink.args[:4] == ("--run", "demo", "--bootstrap", "qarun-kafka-bootstrap:9092")
+    args = run.flink.args
+    assert args[:2] == ("--run", "demo")
+    assert args[args.index("--kafka.bootstrap-servers") + 1] == "qarun-kafka-bootstrap:9092"
 
 
 def test_secrets_reach_only_the_components_that_need_them() -> None:
@@ -62,13 +64,13 @@ def test_secrets_reach_only_the_components_that_need_them() -> None:
     )
     by_role = {c.role: {s.env for s in c.secret_env} for c in run.components}
     assert by_role == {
-        "llm-worker": {"QARUN_LLM_API_KEY"},
+        "llm-worker": {"QARUN_LLM__API_KEY"},
         "retry": set(),
         "storage-writer": {"QARUN_STORAGE__POSTGRES_DSN"},
         "generator": {"QARUN_STORAGE__POSTGRES_DSN"},
     }
-    assert run.flink.secret_env == (p.SecretEnv("QARUN_LLM_API_KEY", "llm", "k"),)
-    assert "--llm-model" in run.flink.args
+    assert run.flink.secret_env == (p.SecretEnv("QARUN_SCORING__JUDGE__API_KEY", "llm", "k"),)
+    assert run.flink.args[run.flink.args.index("--scoring.judge.model") + 1] == "m"
 
 
 def test_spec_values_reach_the_workloads() -> None:
@@ -105,8 +107,8 @@ def test_spec_values_reach_the_workloads() -> None:
     ]
     assert {t.partitions for t in run.topics} == {3}
     args = run.flink.args
-    assert args[args.index("--threshold") + 1] == "0.9"
-    assert args[args.index("--max-regenerations") + 1] == "1"
+    assert args[args.index("--scoring.threshold") + 1] == "0.9"
+    assert args[args.index("--scoring.max-regenerations") + 1] == "1"
     assert (run.flink.managed, run.flink.session) == (False, "shared")
 
 

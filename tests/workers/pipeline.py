@@ -33,15 +33,15 @@ def pipeline_env(run: str, infra: Infra, base_url: str) -> dict[str, str]:
     kafka, postgres, redis = infra.kafka, infra.postgres, infra.redis
     return {
         "QARUN_RUN": run,
-        "QARUN_KAFKA__BOOTSTRAP": kafka.bootstrap,
+        "QARUN_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
         "QARUN_KAFKA__PARTITIONS": "3",
         "QARUN_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "QARUN_LLM__BASE_URL": base_url,
         "QARUN_LLM__MAX_CONCURRENCY": "128",
         "QARUN_LLM__TIMEOUT_SECONDS": "5",
         "QARUN_RETRY__MAX_ATTEMPTS": "14",
-        "QARUN_RETRY__OVERLOAD_BASE_SECONDS": "0.05",
-        "QARUN_RETRY__OVERLOAD_MAX_SECONDS": "1",
+        "QARUN_RETRY__OVERLOAD__BASE_DELAY_SECONDS": "1",  # the shortest tier's delay
+        "QARUN_RETRY__OVERLOAD__MAX_DELAY_SECONDS": "1",
         "QARUN_RETRY__TIERS": "1s,5s",
         "QARUN_STORAGE__POSTGRES_DSN": postgres.dsn,
         "QARUN_STORAGE__REDIS_URL": redis.url,
@@ -49,7 +49,7 @@ def pipeline_env(run: str, infra: Infra, base_url: str) -> dict[str, str]:
         "QARUN_TRAFFIC__RATE_PER_SECOND": "1000",
         "QARUN_TRAFFIC__DISTRIBUTION": "constant",
         "QARUN_METRICS__PORT": "0",  # no endpoint; a test that scrapes one sets its own port
-        "OPENAI_API_KEY": "sk-test-pipeline-secret-0001",
+        "QARUN_LLM__API_KEY": "sk-test-pipeline-secret-0001",
     }
 
 

@@ -64,7 +64,7 @@ def test_api_and_no_secret_in_any_log_line(
         "QARUN_TRAFFIC__TOTAL": str(TOTAL),
         "QARUN_LOG_LEVEL": "DEBUG",
         "QARUN_API__PORT": str(port),
-        "OPENAI_API_KEY": SECRET,
+        "QARUN_LLM__API_KEY": SECRET,
     }
     r = roles(env)
     start_pipeline(r, run, infra.kafka)

@@ -34,7 +34,7 @@ def test_dead_letters_one_per_question_after_kills(
     run = unique_run()
     env = pipeline_env(run, infra, sim.base_url) | {
         "QARUN_RETRY__MAX_ATTEMPTS": "2",
-        "QARUN_RETRY__OVERLOAD_BASE_SECONDS": "0.5",
+        "QARUN_RETRY__OVERLOAD__BASE_DELAY_SECONDS": "1",
         "QARUN_LLM__MAX_CONCURRENCY": "32",
     }
     r = roles(env)

@@ -9,6 +9,7 @@ from redis import Redis as RedisClient
 
 from qarun_core.keys import GeneratorRecord, generator_key
 from qarun_core.messages import Question
+from qarun_core.spec import DatasetSpec
 from qarun_workers.generator import Generator, question_id
 from qarun_workers.kafka_io import Shutdown, ensure_run_topics
 from qarun_workers.settings import KafkaSettings, Settings, TrafficSettings
@@ -45,7 +46,9 @@ def test_generator_resumes_and_skips_answered(infra: Infra) -> None:
     run = unique_run()
     traffic = TrafficSettings(total=30, rate_per_second=2000, distribution="constant")
     settings = Settings(
-        run=run, traffic=traffic, kafka=KafkaSettings(bootstrap=infra.kafka.bootstrap, partitions=2)
+        run=run,
+        traffic=traffic,
+        kafka=KafkaSettings(bootstrap_servers=infra.kafka.bootstrap, partitions=2),
     )
     ensure_run_topics(settings)
     redis = RedisClient.from_url(infra.redis.url)
@@ -73,15 +76,12 @@ def test_duration_run_repeats_the_data_set_with_new_ids(infra: Infra, tmp_path: 
     run = unique_run()
     data = tmp_path / "five.csv"
     data.write_text("title,content,best_answer\n" + "".join(f"q{n},c,a{n}\n" for n in range(5)))
-    traffic = TrafficSettings(
-        source=str(data),
-        format="csv",
-        rate_per_second=40,
-        duration_seconds=0.5,
-        distribution="constant",
-    )
+    traffic = TrafficSettings(rate_per_second=40, duration_seconds=1, distribution="constant")
     settings = Settings(
-        run=run, traffic=traffic, kafka=KafkaSettings(bootstrap=infra.kafka.bootstrap, partitions=2)
+        run=run,
+        dataset=DatasetSpec(source=str(data), format="csv"),
+        traffic=traffic,
+        kafka=KafkaSettings(bootstrap_servers=infra.kafka.bootstrap, partitions=2),
     )
     ensure_run_topics(settings)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from qarun_core.messages import ErrorClass, RetryHeaders
 from qarun_core.ports import free_port
+from qarun_core.spec import QuotaRetry
 from qarun_core.topics import tier_for
 from qarun_workers.settings import RetrySettings, Settings
 
@@ -41,7 +42,7 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
     metrics_port = free_port()
     env = pipeline_env(run, infra, sim.base_url) | {
         "QARUN_TRAFFIC__TOTAL": str(TOTAL),
-        "QARUN_RETRY__QUOTA_DELAY_SECONDS": str(QUOTA_DELAY),
+        "QARUN_RETRY__QUOTA__DELAY_SECONDS": str(QUOTA_DELAY),
         # Quota refusals wait for the provider and do not count as failed calls: each
         # refused question is refused more often than this before the quota comes back.
         "QARUN_RETRY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
@@ -50,7 +51,9 @@ def test_quota_exhaustion_waits_in_the_long_tier_and_loses_nothing(
     r = roles(env)
     start_pipeline(r, run, infra.kafka)
     forward = forwarder(run)
-    policy = RetrySettings(tiers=env["QARUN_RETRY__TIERS"], quota_delay_seconds=QUOTA_DELAY)
+    policy = RetrySettings(
+        tiers=env["QARUN_RETRY__TIERS"], quota=QuotaRetry(delay_seconds=QUOTA_DELAY)
+    )
     topics, tiers = Settings(run=run, retry=policy).topics, policy.tiers
     long_tier = topics.retry(max(tiers))
     assert topics.retry(tier_for(QUOTA_DELAY, tiers)) == long_tier

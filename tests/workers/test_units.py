@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from qarun_core.messages import DeadLetterReason, ErrorClass, Question
+from qarun_core.spec import BurstSpec, DatasetSpec, OverloadRetry, QuotaRetry
 from qarun_core.topics import RetryTier
 from qarun_workers.generator import arrivals, in_burst, question_id, sequence
 from qarun_workers.kafka_io import OffsetTracker
@@ -38,12 +39,12 @@ def test_settings_from_env_keep_the_key_secret(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("QARUN_RUN", "yahoo-demo")
     monkeypatch.setenv("QARUN_LLM__MAX_CONCURRENCY", "900")
     monkeypatch.setenv("QARUN_RETRY__TIERS", "5s,30s,5m")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-123456")
+    monkeypatch.setenv("QARUN_LLM__API_KEY", "sk-from-env-123456")
     settings = Settings()
     assert settings.llm.max_concurrency == 900
     assert settings.retry.tiers == (RetryTier(5), RetryTier(30), RetryTier(300))
     assert settings.topics.retries[-1] == "qarun.yahoo-demo.retry-5m"
-    assert settings.llm_api_key.get_secret_value() == "sk-from-env-123456"
+    assert settings.llm.api_key.get_secret_value() == "sk-from-env-123456"
     assert "sk-from-env" not in repr(settings)
     assert settings.group("llm-worker") == "qarun.yahoo-demo.llm-worker"
 
@@ -103,7 +104,10 @@ def test_offsets_finished_behind_or_dropped_are_not_waited_for() -> None:
 
 
 def test_backoff_is_exponential_with_jitter_and_quota_waits_long() -> None:
-    policy = RetrySettings(overload_base_seconds=2, overload_max_seconds=60, quota_delay_seconds=90)
+    policy = RetrySettings(
+        overload=OverloadRetry(base_delay_seconds=2, max_delay_seconds=60),
+        quota=QuotaRetry(delay_seconds=90),
+    )
     rng = random.Random(1)
     delays = [retry_delay(ErrorClass.OVERLOAD, n, policy, 0, rng) for n in range(8)]
     assert 1 <= delays[0] <= 2
@@ -114,7 +118,9 @@ def test_backoff_is_exponential_with_jitter_and_quota_waits_long() -> None:
 
 
 def test_quota_refusals_wait_for_the_provider_not_against_max_attempts() -> None:
-    policy = RetrySettings(max_attempts=3, quota_delay_seconds=60, quota_max_wait_seconds=3600)
+    policy = RetrySettings(
+        max_attempts=3, quota=QuotaRetry(delay_seconds=60, max_wait_seconds=3600)
+    )
     question = Question(run="r", question_id="q", title="t")
     for _ in range(60):  # an hour of refusals: each one waits, none is a failed call
         assert give_up(question, ErrorClass.QUOTA, "insufficient_quota", policy) is None
@@ -142,9 +148,7 @@ def test_arrival_schedules_keep_their_mean_rate(distribution: str) -> None:
     traffic = TrafficSettings(
         distribution=distribution,
         rate_per_second=200,  # type: ignore[arg-type]
-        burst_factor=5,
-        burst_every_seconds=10,
-        burst_length_seconds=2,
+        burst=BurstSpec(factor=5, every_seconds=10, length_seconds=2),
     )
     times = arrivals(traffic, random.Random(7))
     sent = [next(times) for _ in range(60_000)]
@@ -160,11 +164,11 @@ def test_arrival_schedules_keep_their_mean_rate(distribution: str) -> None:
 def test_question_ids_are_stable_and_rows_repeat_up_to_total() -> None:
     assert question_id("demo", 5) == question_id("demo", 5)
     assert question_id("demo", 5) != question_id("other", 5)
-    rows = list(sequence(TrafficSettings(total=700)))
+    rows = list(sequence(DatasetSpec(), TrafficSettings(total=700)))
     assert len(rows) == 700
     assert rows[311][1] == rows[0][1]  # the 311-row sample starts over
     assert [seq for seq, _ in rows] == list(range(700))
-    assert len(list(sequence(TrafficSettings(limit=20)))) == 20
+    assert len(list(sequence(DatasetSpec(limit=20), TrafficSettings()))) == 20
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,8 @@ def test_worker_metrics_count_what_was_answered(
     env = pipeline_env(run, infra, sim.base_url) | {
         "QARUN_TRAFFIC__TOTAL": str(TOTAL),
         "QARUN_METRICS__PORT": str(port),
-        "QARUN_LLM__PROMPT_USD_PER_MILLION": "1.5",
-        "QARUN_LLM__COMPLETION_USD_PER_MILLION": "6",
+        "QARUN_LLM__PRICING__PROMPT_USD_PER_MILLION": "1.5",
+        "QARUN_LLM__PRICING__COMPLETION_USD_PER_MILLION": "6",
     }
     r = roles(env)
     start_pipeline(r, run, infra.kafka, generator=False, storage=False)

@@ -2,21 +2,22 @@
 a FlinkSessionJob of, with loopback endpoints in place of cluster Services.
 
 Every role is started as `python -m <module>` of this virtualenv, configured only by
-environment variables (the `QARUN_*` names the workers' settings and the Flink job's
-parameters read), exactly as their containers are on Kubernetes.
+the environment and arguments the plan generates from the spec, exactly as their
+containers are on Kubernetes; the local stack's endpoints are the plan's `Endpoints`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from qarun_cli.cli_settings import CLISettings
 from qarun_cli.specfile import SpecFile
 from qarun_cli.supervisor import Component, Restart
+from qarun_core.env_contract import env_name
 from qarun_core.plan import (
     GENERATOR,
     LLM_WORKER,
@@ -24,7 +25,8 @@ from qarun_core.plan import (
     SCORING,
     STORAGE_WRITER,
     ComponentPlan,
-    FlinkPlan,
+    Endpoints,
+    SecretEnv,
     plan,
     retry_tiers,
 )
@@ -54,40 +56,15 @@ def available(module: str) -> bool:
         return False
 
 
-def local_env(
-    component: ComponentPlan, stack: LocalStack, llm_base_url: str, cluster_llm_url: str
-) -> dict[str, str]:
-    """A component's planned environment with loopback endpoints and local secrets."""
-    env = dict(component.env)
-    env["QARUN_KAFKA__BOOTSTRAP"] = stack.kafka.bootstrap
-    if env.get("QARUN_LLM__BASE_URL") == cluster_llm_url:
-        env["QARUN_LLM__BASE_URL"] = llm_base_url
-    if "QARUN_STORAGE__REDIS_URL" in env:
-        env["QARUN_STORAGE__REDIS_URL"] = stack.redis.url
-    for secret in component.secret_env:
-        # A Secret's value on Kubernetes; here the DSN of the local server, or the key
-        # from the user's own environment. Never written anywhere by the runner.
-        if secret.env == "QARUN_STORAGE__POSTGRES_DSN":
-            env[secret.env] = stack.postgres.dsn
-        elif value := os.environ.get(secret.env) or os.environ.get("OPENAI_API_KEY"):
-            env[secret.env] = value
-    if component.role in (GENERATOR, STORAGE_WRITER):  # Redis: generator progress, cache
-        env.setdefault("QARUN_STORAGE__POSTGRES_DSN", stack.postgres.dsn)
-        env.setdefault("QARUN_STORAGE__REDIS_URL", stack.redis.url)
-    return env
+def with_secrets(env: dict[str, str], secrets: tuple[SecretEnv, ...], key: str) -> dict[str, str]:
+    """A component's environment with its Secrets' values: on Kubernetes a Secret holds
+    the LLM key; here it is the user's own (the PostgreSQL DSN is the plan's input).
+    Never written anywhere by the runner."""
+    return env | ({secret.env: key for secret in secrets} if key else {})
 
 
-def flink_args(
-    flink: FlinkPlan, stack: LocalStack, llm_base_url: str, cluster_llm_url: str
-) -> list[str]:
-    """The planned job arguments with the local broker (and the local judge endpoint)."""
-    args = list(flink.args)
-    for i, arg in enumerate(args[:-1]):
-        if arg == "--bootstrap":
-            args[i + 1] = stack.kafka.bootstrap
-        elif arg == "--llm-base-url" and args[i + 1] == cluster_llm_url:
-            args[i + 1] = llm_base_url
-    return args
+def local_env(component: ComponentPlan, key: str) -> dict[str, str]:
+    return with_secrets(dict(component.env), component.secret_env, key)
 
 
 @dataclass(frozen=True)
@@ -109,9 +86,9 @@ def instance_env(run: str, role: str) -> Callable[[int], dict[str, str]]:
 
     def env(index: int) -> dict[str, str]:
         return {
-            "QARUN_INSTANCE": f"{run}-{role}-{index}",
-            "QARUN_METRICS__HOST": "127.0.0.1",
-            "QARUN_METRICS__PORT": str(free_port()),
+            env_name("instance"): f"{run}-{role}-{index}",
+            env_name("metrics", "host"): "127.0.0.1",
+            env_name("metrics", "port"): str(free_port()),
         }
 
     return env
@@ -157,7 +134,9 @@ class LocalPlan:
         spec, run = specfile.spec, specfile.name
         components: list[Component] = []
         wait_ready: dict[str, Readiness] = {}
-        base_url = llm_base_url or os.environ.get("QARUN_LLM_BASE_URL", "")
+        user = CLISettings()
+        key = user.llm_api_key()
+        base_url = llm_base_url or user.llm.base_url
         if not base_url and any(host in spec.llm.base_url for host in SIM_HOSTS):
             port = free_port()
             base_url = f"http://127.0.0.1:{port}/v1"
@@ -173,14 +152,19 @@ class LocalPlan:
             wait_ready["llm-sim"] = listening(port)
         elif not base_url:
             base_url = spec.llm.base_url  # a real endpoint named in the spec
-        run_plan = plan(run, specfile.namespace, spec)
+        endpoints = Endpoints(
+            kafka_bootstrap=stack.kafka.bootstrap,
+            redis_url=stack.redis.url,
+            llm_base_url=base_url,
+            postgres_dsn=stack.postgres.dsn,
+        )
+        run_plan = plan(run, specfile.namespace, spec, endpoints)
         api_port = free_port()
         if available("qarun_workers.api"):
             # The API and the simulator belong to the stack (charts/qarun-stack), not to
             # the run's plan; locally the runner starts them too.
             storage = run_plan.component(STORAGE_WRITER)
-            api_env = local_env(storage, stack, base_url, spec.llm.base_url)
-            api_env["QARUN_API__PORT"] = str(api_port)
+            api_env = local_env(storage, key) | {env_name("api", "port"): str(api_port)}
             components.append(Component("api", venv_command("qarun-api"), api_env))
             wait_ready["api"] = listening(api_port)
         order = (STORAGE_WRITER, RETRY, LLM_WORKER)
@@ -191,7 +175,7 @@ class LocalPlan:
                 Component(
                     role,
                     venv_command(*planned.command),
-                    local_env(planned, stack, base_url, spec.llm.base_url),
+                    local_env(planned, key),
                     replicas=workers,
                     env_for=instance_env(run, role),
                 )
@@ -202,22 +186,22 @@ class LocalPlan:
         ready_file.unlink(missing_ok=True)  # an earlier run's would not make us wait
         wait_ready[SCORING] = Readiness(ready_file.exists, "running its job", timeout=300)
         flink_env = {
-            "QARUN_FLINK_CHECKPOINT_DIR": checkpoints.resolve().as_uri(),
-            "QARUN_FLINK_READY_FILE": str(ready_file),
-            "QARUN_METRICS_WINDOW_SECONDS": "2",
+            env_name("flink", "checkpoint_dir"): checkpoints.resolve().as_uri(),
+            env_name("flink", "ready_file"): str(ready_file),
+            env_name("flink", "metrics_window_seconds"): "2",
             **(stack.flink.env_vars if stack.flink is not None else {}),
         }
-        if job.secret_env and (key := os.environ.get("QARUN_LLM_API_KEY")):
-            flink_env["QARUN_LLM_API_KEY"] = key
+        flink_env = with_secrets(flink_env, job.secret_env, key)
 
         def restore(_index: int) -> dict[str, str]:
             latest = latest_checkpoint(checkpoints)
-            return {"QARUN_FLINK_RESTORE_FROM": latest.resolve().as_uri()} if latest else {}
+            restore_from = env_name("flink", "restore_from")
+            return {restore_from: latest.resolve().as_uri()} if latest else {}
 
         components.append(
             Component(
                 SCORING,
-                module_argv(job.module, *flink_args(job, stack, base_url, spec.llm.base_url)),
+                module_argv(job.module, *job.args),
                 flink_env,
                 env_for=restore,
             )
@@ -227,7 +211,7 @@ class LocalPlan:
             Component(
                 GENERATOR,
                 venv_command(*generator.command),
-                local_env(generator, stack, base_url, spec.llm.base_url),
+                local_env(generator, key),
                 restart=Restart.ON_FAILURE,
             )
         )

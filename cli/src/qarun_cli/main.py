@@ -24,7 +24,7 @@ from qarun_cli.errors import CLIError
 
 EPILOG = """\
 Run state (database, logs, the live run's endpoints) lives in $QARUN_STATE_DIR
-(default ~/.local/state/qarun). The LLM API key is read from QARUN_LLM_API_KEY or
+(default ~/.local/state/qarun). The LLM API key is read from QARUN_LLM__API_KEY or
 OPENAI_API_KEY only, never from a flag or the spec file.
 """
 
@@ -82,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--llm-base-url",
         help="a real OpenAI-compatible endpoint instead of the embedded simulator "
-        "(also QARUN_LLM_BASE_URL); its key comes from QARUN_LLM_API_KEY",
+        "(also QARUN_LLM__BASE_URL); its key comes from QARUN_LLM__API_KEY",
     )
     run.add_argument(
         "--sim-latency", type=float, default=None, help="simulator: mean latency, seconds"

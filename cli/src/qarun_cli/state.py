@@ -19,12 +19,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qarun_cli.cli_settings import CLISettings
+
 
 def state_root() -> Path:
-    if explicit := os.environ.get("QARUN_STATE_DIR"):
-        return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "qarun"
+    return CLISettings().state_root()
 
 
 @dataclass

@@ -7,34 +7,12 @@ Deployments, a Job, and a FlinkDeployment + FlinkSessionJob or a standalone sess
 cluster it submits to); a local runner realizes the same plan as local processes.
 Nothing here talks to a cluster, so the plan is tested as plain data.
 
-Environment contract (what each process reads, see qarun_workers.settings and
-qarun_flink.params; groups nest with a double underscore for the workers):
-
-    QARUN_RUN                       the run's name; topics are qarun.<run>.<stream>
-    QARUN_KAFKA__BOOTSTRAP          Kafka bootstrap servers
-    QARUN_KAFKA__PARTITIONS/_REPLICAS, QARUN_KAFKA__CREATE_TOPICS=false (the plan's
-                                    topics are created by whoever realizes it)
-    QARUN_LLM__BASE_URL, QARUN_LLM__MODEL, QARUN_LLM__MAX_CONCURRENCY,
-    QARUN_LLM__TIMEOUT_SECONDS, QARUN_LLM__MAX_TOKENS, QARUN_LLM__REQUESTS_PER_MINUTE,
-    QARUN_LLM__TOKENS_PER_MINUTE, QARUN_LLM__PROMPT_USD_PER_MILLION,
-    QARUN_LLM__COMPLETION_USD_PER_MILLION
-    QARUN_RETRY__MAX_ATTEMPTS, QARUN_RETRY__OVERLOAD_BASE_SECONDS,
-    QARUN_RETRY__OVERLOAD_MAX_SECONDS, QARUN_RETRY__QUOTA_DELAY_SECONDS,
-    QARUN_RETRY__QUOTA_MAX_WAIT_SECONDS,
-    QARUN_RETRY__TIERS              e.g. "2s,10s,1m": the retry tier topics
-    QARUN_BUDGET__MAX_TOKENS, QARUN_BUDGET__MAX_COST_USD
-    QARUN_TRAFFIC__*                generator only: source, format, limit, distribution,
-                                    rate, total, duration, burst
-    QARUN_STORAGE__REDIS_URL        llm-worker (fleet limits, budget), generator
-                                    (progress), storage-writer (answer cache)
-    QARUN_STORAGE__CACHE_TTL_SECONDS storage-writer
-    Secrets (only to the components that need them, never in args or logs):
-    QARUN_LLM_API_KEY               llm-worker, and the Flink job when scoring is 'judge'
-    QARUN_STORAGE__POSTGRES_DSN     generator (skips answered questions), storage-writer
-
-The Flink job gets its parameters as arguments (`--run`, `--bootstrap`, `--scorer`,
-`--threshold`, ...), the flags of qarun_flink.params, which fall back to the same
-QARUN_* names (QARUN_KAFKA_BOOTSTRAP, QARUN_SCORING_THRESHOLD, ...) when run locally.
+Each process is configured by environment variables generated from the spec's own
+models (qarun_core.env_contract): a component gets the sections of the spec its role
+reads (`ROLE_SECTIONS`), Secrets only where a role needs them (`ROLE_SECRETS`), and the
+Flink job gets `FLINK_SECTIONS` as flags (`--scoring.threshold 0.75`). Where the
+services are (Kafka, Redis, the LLM, PostgreSQL) is an input, `Endpoints`: the spec's
+values on Kubernetes, loopback ones for a local run.
 """
 
 from __future__ import annotations
@@ -43,13 +21,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from qarun_core.env_contract import (
+    FLINK_SECTIONS,
+    ROLE_SECTIONS,
+    env_name,
+    env_value,
+    model_args,
+    secret_refs,
+    sections_env,
+)
 from qarun_core.spec import (
     FlinkMode,
     KafkaProvider,
     QARunSpec,
     Resources,
     ScoringMethod,
-    SecretKeyRef,
 )
 from qarun_core.topics import DEFAULT_TIERS, RetryTier, RunTopics, format_delay, tiers_from
 
@@ -65,6 +51,22 @@ SCORING = "scoring"
 FLINK_SESSION = "flink"
 FLINK_JOB_MODULE = "qarun_flink.job"
 KAFKA_PORT = 9092
+# The roles whose processes receive a section's Secrets (the LLM key, the DSN).
+ROLE_SECRETS: dict[str, tuple[str, ...]] = {
+    LLM_WORKER: ("llm",),
+    STORAGE_WRITER: ("storage",),
+    GENERATOR: ("storage",),
+}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a realization's services are; empty = what the spec names."""
+
+    kafka_bootstrap: str = ""
+    redis_url: str = ""
+    llm_base_url: str = ""
+    postgres_dsn: str = ""  # a value where no Secret holds it (local runs)
 
 
 class Kind(StrEnum):
@@ -193,67 +195,51 @@ def with_installation_defaults(
     return spec.model_copy(update={"kafka": kafka, "flink": flink})
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def with_endpoints(spec: QARunSpec, endpoints: Endpoints) -> QARunSpec:
+    """The spec as its processes see it: the realization's endpoints, the Kafka
+    bootstrap resolved, and the judge's empty fields filled from the llm section."""
+    llm = spec.llm.model_copy(update={"base_url": endpoints.llm_base_url or spec.llm.base_url})
+    judge = spec.scoring.judge.model_copy(
+        update={
+            "base_url": spec.scoring.judge.base_url or llm.base_url,
+            "model": spec.scoring.judge.model or llm.model,
+        }
+    )
+    kafka = spec.kafka.model_copy(
+        update={"bootstrap_servers": endpoints.kafka_bootstrap or bootstrap(spec)}
+    )
+    storage = spec.storage.model_copy(
+        update={"redis_url": endpoints.redis_url or spec.storage.redis_url}
+    )
+    return spec.model_copy(
+        update={
+            "llm": llm,
+            "kafka": kafka,
+            "storage": storage,
+            "scoring": spec.scoring.model_copy(update={"judge": judge}),
+        }
+    )
 
 
-def _common_env(run: str, spec: QARunSpec, tiers: tuple[RetryTier, ...]) -> dict[str, str]:
-    llm, retry, kafka = spec.llm, spec.retry, spec.kafka
+def _role_env(run: str, role: str, spec: QARunSpec, tiers: tuple[RetryTier, ...]) -> dict[str, str]:
     return {
-        "QARUN_RUN": run,
-        "QARUN_KAFKA__BOOTSTRAP": bootstrap(spec),
-        "QARUN_KAFKA__PARTITIONS": str(kafka.partitions),
-        "QARUN_KAFKA__REPLICAS": str(kafka.replicas),
-        "QARUN_KAFKA__CREATE_TOPICS": "false",
-        "QARUN_LLM__BASE_URL": llm.base_url,
-        "QARUN_LLM__MODEL": llm.model,
-        "QARUN_LLM__MAX_CONCURRENCY": str(llm.max_concurrency),
-        "QARUN_LLM__TIMEOUT_SECONDS": _num(llm.timeout_seconds),
-        "QARUN_LLM__MAX_TOKENS": str(llm.max_tokens),
-        "QARUN_LLM__REQUESTS_PER_MINUTE": str(llm.requests_per_minute),
-        "QARUN_LLM__TOKENS_PER_MINUTE": str(llm.tokens_per_minute),
-        "QARUN_LLM__PROMPT_USD_PER_MILLION": _num(llm.pricing.prompt_usd_per_million),
-        "QARUN_LLM__COMPLETION_USD_PER_MILLION": _num(llm.pricing.completion_usd_per_million),
-        "QARUN_RETRY__MAX_ATTEMPTS": str(retry.max_attempts),
-        "QARUN_RETRY__OVERLOAD_BASE_SECONDS": str(retry.overload.base_delay_seconds),
-        "QARUN_RETRY__OVERLOAD_MAX_SECONDS": str(retry.overload.max_delay_seconds),
-        "QARUN_RETRY__QUOTA_DELAY_SECONDS": str(retry.quota.delay_seconds),
-        "QARUN_RETRY__QUOTA_MAX_WAIT_SECONDS": str(retry.quota.max_wait_seconds),
-        "QARUN_RETRY__TIERS": ",".join(format_delay(t.delay_seconds) for t in tiers),
-        "QARUN_BUDGET__MAX_TOKENS": str(spec.budget.max_tokens),
-        "QARUN_BUDGET__MAX_COST_USD": _num(spec.budget.max_cost_usd),
+        env_name("run"): run,
+        env_name("kafka", "create_topics"): env_value(False),  # the plan's topics
+        env_name("retry", "tiers"): ",".join(format_delay(t.delay_seconds) for t in tiers),
+        **sections_env(spec, ROLE_SECTIONS[role]),
     }
 
 
-def _traffic_env(spec: QARunSpec) -> dict[str, str]:
-    traffic, dataset = spec.traffic, spec.dataset
-    return {
-        "QARUN_TRAFFIC__SOURCE": dataset.source,
-        "QARUN_TRAFFIC__FORMAT": dataset.format.value,
-        "QARUN_TRAFFIC__LIMIT": str(dataset.limit),
-        "QARUN_TRAFFIC__DISTRIBUTION": traffic.distribution.value,
-        "QARUN_TRAFFIC__RATE_PER_SECOND": _num(traffic.rate_per_second),
-        "QARUN_TRAFFIC__TOTAL": str(traffic.total),
-        "QARUN_TRAFFIC__DURATION_SECONDS": str(traffic.duration_seconds),
-        "QARUN_TRAFFIC__BURST_FACTOR": _num(traffic.burst.factor),
-        "QARUN_TRAFFIC__BURST_EVERY_SECONDS": _num(traffic.burst.every_seconds),
-        "QARUN_TRAFFIC__BURST_LENGTH_SECONDS": _num(traffic.burst.length_seconds),
-    }
-
-
-def _redis_env(spec: QARunSpec) -> dict[str, str]:
-    return {"QARUN_STORAGE__REDIS_URL": spec.storage.redis_url}
-
-
-def _storage_env(spec: QARunSpec) -> dict[str, str]:
-    return {
-        **_redis_env(spec),
-        "QARUN_STORAGE__CACHE_TTL_SECONDS": str(spec.storage.cache_ttl_seconds),
-    }
-
-
-def _secret(env: str, ref: SecretKeyRef | None) -> tuple[SecretEnv, ...]:
-    return () if ref is None else (SecretEnv(env, ref.name, ref.key),)
+def _role_secrets(role: str, spec: QARunSpec, endpoints: Endpoints) -> dict[str, SecretEnv | str]:
+    """A role's secret variables: a Secret reference, or a value the realization has."""
+    refs: dict[str, SecretEnv | str] = {}
+    for section in ROLE_SECRETS.get(role, ()):
+        for env, ref in secret_refs(getattr(spec, section), section).items():
+            refs[env] = SecretEnv(env, ref.name, ref.key)
+    postgres = env_name("storage", "postgres_dsn")
+    if postgres in refs and endpoints.postgres_dsn:
+        refs[postgres] = endpoints.postgres_dsn
+    return refs
 
 
 def _topic_config(spec: QARunSpec) -> dict[str, str]:
@@ -263,8 +249,10 @@ def _topic_config(spec: QARunSpec) -> dict[str, str]:
     }
 
 
-def plan(run: str, namespace: str, spec: QARunSpec) -> RunPlan:
+def plan(run: str, namespace: str, spec: QARunSpec, endpoints: Endpoints | None = None) -> RunPlan:
     """The desired workloads of one run. Pure: the same input gives the same plan."""
+    endpoints = endpoints or Endpoints()
+    spec = with_endpoints(spec, endpoints)
     tiers = retry_tiers(spec)
     topics = RunTopics(run, tiers)
     config = _topic_config(spec)
@@ -278,91 +266,65 @@ def plan(run: str, namespace: str, spec: QARunSpec) -> RunPlan:
         )
         for name in topics.all()
     )
-    common = _common_env(run, spec, tiers)
-    llm_key = _secret("QARUN_LLM_API_KEY", spec.llm.api_key_secret_ref)
-    postgres = _secret("QARUN_STORAGE__POSTGRES_DSN", spec.storage.postgres_secret_ref)
 
     def component(
-        role: str,
-        kind: Kind,
-        replicas: int,
-        *,
-        env: Mapping[str, str] | None = None,
-        secrets: tuple[SecretEnv, ...] = (),
-        resources: Resources | None = None,
+        role: str, kind: Kind, replicas: int, *, resources: Resources | None = None
     ) -> ComponentPlan:
+        secrets = _role_secrets(role, spec, endpoints)
+        values = {env: v for env, v in secrets.items() if isinstance(v, str)}
         return ComponentPlan(
             role=role,
             name=f"{run}-{role}",
             kind=kind,
             command=(f"qarun-{role}",),
             replicas=replicas,
-            env={**common, **(env or {})},
-            secret_env=secrets,
+            env={**_role_env(run, role, spec, tiers), **values},
+            secret_env=tuple(v for v in secrets.values() if isinstance(v, SecretEnv)),
             resources=resources,
             labels=labels(run, role),
         )
 
     components = (
         component(
-            LLM_WORKER,
-            Kind.SERVICE,
-            spec.workers.replicas,
-            env=_redis_env(spec),  # the fleet-wide rate limits and the budget live there
-            secrets=llm_key,
-            resources=spec.workers.resources,
+            LLM_WORKER, Kind.SERVICE, spec.workers.replicas, resources=spec.workers.resources
         ),
         component(RETRY, Kind.SERVICE, 1),
-        component(STORAGE_WRITER, Kind.SERVICE, 1, env=_storage_env(spec), secrets=postgres),
-        component(
-            GENERATOR,
-            Kind.BATCH,
-            1,
-            env={**_traffic_env(spec), **_redis_env(spec)},  # progress checkpoints
-            secrets=postgres,
-        ),
+        component(STORAGE_WRITER, Kind.SERVICE, 1),
+        component(GENERATOR, Kind.BATCH, 1),
     )
     return RunPlan(
         run=run,
         namespace=namespace,
         labels=labels(run),
-        bootstrap=bootstrap(spec),
+        bootstrap=spec.kafka.bootstrap_servers,
         kafka_cluster=spec.kafka.cluster,
         kafka_provider=spec.kafka.provider or KafkaProvider.STRIMZI,
         topics=topic_plans,
         components=components,
-        flink=_flink_plan(run, spec, llm_key),
+        flink=_flink_plan(run, spec),
         selector=selector(run, LLM_WORKER),
     )
 
 
-def _flink_plan(run: str, spec: QARunSpec, llm_key: tuple[SecretEnv, ...]) -> FlinkPlan:
-    scoring, flink = spec.scoring, spec.flink
-    args = [
-        "--run", run,
-        "--bootstrap", bootstrap(spec),
-        "--scorer", scoring.method.value,
-        "--threshold", _num(scoring.threshold),
-        "--max-regenerations", str(scoring.max_regenerations),
-        "--parallelism", str(flink.parallelism),
-        "--checkpoint-interval-seconds", str(flink.checkpoint_interval_seconds),
-    ]  # fmt: skip
-    judge = scoring.method is ScoringMethod.JUDGE
-    if judge:
-        args += [
-            "--llm-base-url", scoring.judge.base_url or spec.llm.base_url,
-            "--llm-model", scoring.judge.model or spec.llm.model,
-        ]  # fmt: skip
-    managed = not flink.session_cluster
+def _flink_plan(run: str, spec: QARunSpec) -> FlinkPlan:
+    flink = spec.flink
+    args = ["--run", run]
+    for section in FLINK_SECTIONS:
+        args += model_args(getattr(spec, section), section)
+    judge = spec.scoring.method is ScoringMethod.JUDGE
+    key = spec.llm.api_key_secret_ref
+    secrets: tuple[SecretEnv, ...] = ()
+    if judge and key is not None:  # the judge calls the same provider with the same key
+        secrets = (SecretEnv(env_name("scoring", "judge", "api_key"), key.name, key.key),)
     return FlinkPlan(
         mode=flink.mode or FlinkMode.OPERATOR,
         session=flink.session_cluster or f"{run}-{FLINK_SESSION}",
-        managed=managed,
+        managed=not flink.session_cluster,
         job=f"{run}-{SCORING}",
         module=FLINK_JOB_MODULE,
         args=tuple(args),
         parallelism=flink.parallelism,
         task_managers=flink.task_managers,
-        secret_env=llm_key if judge else (),
+        secret_env=secrets,
         labels=labels(run, SCORING),
     )

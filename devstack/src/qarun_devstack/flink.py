@@ -44,7 +44,7 @@ class FlinkSetup:
         return {
             "JAVA_HOME": java_home(),
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-            "QARUN_FLINK_CONNECTOR_JAR": str(self.connector_jar),
+            "QARUN_FLINK__CONNECTOR_JAR": str(self.connector_jar),
         }
 
     def configure(self, env: Any) -> Any:

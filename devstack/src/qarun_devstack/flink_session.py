@@ -85,7 +85,7 @@ class FlinkSession:
             "FLINK_LOG_DIR": str(self.workdir / "log"),
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             # The job adds the Kafka connector to its pipeline jars; an image has it in lib/.
-            "QARUN_FLINK_CONNECTOR_JAR": str(flink_kafka_connector()),
+            "QARUN_FLINK__CONNECTOR_JAR": str(flink_kafka_connector()),
             "PYFLINK_CLIENT_EXECUTABLE": sys.executable,
         }
 

@@ -44,7 +44,7 @@ def configure(env: StreamExecutionEnvironment, params: JobParams) -> None:
     checkpoints.set_min_pause_between_checkpoints(min(1000, ms(params.checkpoint_interval_seconds)))
     # A Python UDF worker runs the interpreter found on PATH unless told otherwise.
     env.set_python_executable(sys.executable)
-    if jar := os.environ.get("QARUN_FLINK_CONNECTOR_JAR"):  # local runs; images have it in lib/
+    if jar := params.flink.connector_jar:  # local runs; images have it in lib/
         env.add_jars("file://" + os.path.abspath(jar))
 
 

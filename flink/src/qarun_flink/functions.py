@@ -27,7 +27,8 @@ from pyflink.table.udf import ScalarFunction
 from qarun_core.messages import Answer, DeadLetter, DeadLetterReason, PoisonMessageError
 from qarun_flink.keyed_state import dump_state, load_state
 from qarun_flink.metrics import RunMetrics
-from qarun_flink.params import JobParams, ScorerName
+from qarun_core.spec import ScoringMethod
+from qarun_flink.params import JobParams
 from qarun_flink.records import DLQ, EVENTS, QUESTIONS, SETTLED_FIELDS, Dest
 from qarun_flink.routing import Decision, KeyState, MetricEvent, RouteOutcome, Rules, decide
 from qarun_flink.scorers import AsyncScorer, Pair, Scorer, make_scorer
@@ -124,7 +125,7 @@ class SettleBatch(ScalarFunction):  # type: ignore[misc]
 
     def open(self, function_context: Any) -> None:
         # The embedding model loads once per worker; the judge scores after Settle.
-        scored_here = self.params.scorer is not ScorerName.JUDGE
+        scored_here = self.params.scorer is not ScoringMethod.JUDGE
         scorer = make_scorer(self.params.scorer.value) if scored_here else None
         self.settler = Settle(self.params, scorer)
 
@@ -143,7 +144,7 @@ def _rules(params: JobParams) -> Rules:
         params.threshold,
         params.max_attempts,
         params.scorer.value,
-        deterministic=params.scorer is not ScorerName.JUDGE,
+        deterministic=params.scorer is not ScoringMethod.JUDGE,
     )
 
 

@@ -16,7 +16,8 @@ from pyflink.table.udf import udf
 
 from qarun_flink.environment import ms
 from qarun_flink.functions import JudgeAnswers, MetricsMessage, Route, SettleBatch
-from qarun_flink.params import JobParams, ScorerName
+from qarun_core.spec import ScoringMethod
+from qarun_flink.params import JobParams
 from qarun_flink.records import DLQ, EVENTS, KV, QUESTIONS, SCORED, SETTLED, SETTLED_FIELDS, Dest
 from qarun_flink.sql import EVENTS_SQL, metrics_window_sql, sink_ddl, source_ddl
 
@@ -42,7 +43,7 @@ def build_job(env: StreamExecutionEnvironment, params: JobParams) -> None:
         .select(col("k"), col("v").cast(DataTypes.STRING()).alias("v"), col("score"), lit(""))
     )
     pending = tables.to_data_stream(keyed)
-    scored = judge(pending, params) if params.scorer is ScorerName.JUDGE else pending
+    scored = judge(pending, params) if params.scorer is ScoringMethod.JUDGE else pending
     routed = (
         scored.key_by(lambda record: record[0], key_type=Types.STRING())
         .process(Route(params), output_type=KV)

@@ -28,11 +28,12 @@ scored and closes a question once its final result is out, so a replay re-emits 
 most the same final result (same question, attempt, answer and score), which the
 storage writer's upsert on (run, question_id) collapses into one row. (A first attempt
 that is final at once skips the state altogether: see Rules.final_without_state.) The
-transactional mode is there (`--delivery exactly-once`) for consumers that cannot
+transactional mode is there (`--flink.delivery exactly-once`) for consumers that cannot
 de-duplicate.
 
 Run it locally on a MiniCluster with `python -m qarun_flink.job --run demo
---bootstrap 127.0.0.1:9092` (QARUN_FLINK_CONNECTOR_JAR names the Kafka connector jar);
+--kafka.bootstrap-servers 127.0.0.1:9092` (QARUN_FLINK__CONNECTOR_JAR names the Kafka
+connector jar);
 on a session cluster it is the same module started by Flink's PythonDriver
 (flink/deploy/flinksessionjob.yaml).
 

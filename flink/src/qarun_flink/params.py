@@ -1,28 +1,31 @@
-"""Job parameters from command-line arguments, falling back to QARUN_* environment variables.
+"""Job parameters: flags generated from the spec's models, falling back to QARUN_* variables.
 
-The operator sets the same names (as FlinkSessionJob args or container env), so one
-table below is the contract. Everything is validated before the job graph is built:
-a bad value stops the submission with one line that names the flag, the variable and
-what is wrong, instead of a Java stack trace from a half-started job.
+The groups are the spec's sections (`kafka`, `scoring`, `flink` of `qarun_core.spec`)
+plus what only the job needs (topic overrides, delivery, local-run files), so the plan
+generates the FlinkSessionJob's arguments from the same models
+(`--scoring.threshold 0.75`, `--kafka.bootstrap-servers ...`) and a local run may set
+the same fields as variables (`QARUN_SCORING__THRESHOLD`, `QARUN_FLINK__READY_FILE`).
+Everything is validated before the job graph is built: a bad value stops the
+submission with one line that names the flag, the variable and what is wrong, instead
+of a Java stack trace from a half-started job.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.alias_generators import to_snake
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qarun_core.env_contract import DELIMITER, PREFIX, env_name, flag_name
 from qarun_core.messages import RUN_PATTERN
+from qarun_core.spec import FlinkSpec, JudgeSpec, KafkaSpec, ScoringMethod, ScoringSpec
 from qarun_core.topics import Stream, topic
-
-
-class ScorerName(StrEnum):
-    LEXICAL = "lexical"
-    EMBEDDING = "embedding"
-    JUDGE = "judge"
 
 
 class Delivery(StrEnum):
@@ -43,140 +46,193 @@ class ParamError(ValueError):
     """A job parameter is missing or invalid; the message is meant for a person."""
 
 
-# field -> (flag, environment variable, help)
-PARAMS: dict[str, tuple[str, str, str]] = {
-    "run": ("--run", "QARUN_RUN", "the QARun name; topics default to qarun.<run>.<stream>"),
-    "bootstrap": ("--bootstrap", "QARUN_KAFKA_BOOTSTRAP", "Kafka bootstrap servers"),
-    "answers_topic": ("--answers-topic", "QARUN_TOPIC_ANSWERS", "input: the LLM answers"),
-    "questions_topic": ("--questions-topic", "QARUN_TOPIC_QUESTIONS", "regenerations go here"),
-    "results_topic": ("--results-topic", "QARUN_TOPIC_RESULTS", "final results"),
-    "metrics_topic": ("--metrics-topic", "QARUN_TOPIC_METRICS", "windowed run metrics"),
-    "dlq_topic": ("--dlq-topic", "QARUN_TOPIC_DLQ", "unparseable answers"),
-    "group_id": ("--group-id", "QARUN_FLINK_GROUP_ID", "Kafka consumer group of the job"),
-    "scorer": ("--scorer", "QARUN_SCORING_METHOD", "lexical | embedding | judge"),
-    "threshold": ("--threshold", "QARUN_SCORING_THRESHOLD", "validated at or above, 0..1"),
-    "max_regenerations": (
-        "--max-regenerations",
-        "QARUN_SCORING_MAX_REGENERATIONS",
-        "regenerations after the first attempt",
-    ),
-    "parallelism": ("--parallelism", "QARUN_FLINK_PARALLELISM", "operator parallelism"),
-    "checkpoint_interval_seconds": (
-        "--checkpoint-interval-seconds",
-        "QARUN_FLINK_CHECKPOINT_INTERVAL_SECONDS",
-        "checkpoint every N seconds",
-    ),
-    "bundle_time_ms": (
-        "--bundle-time-ms",
-        "QARUN_FLINK_BUNDLE_TIME_MS",
-        "the longest an answer waits for its batch to be scored: latency against CPU",
-    ),
-    "checkpoint_dir": (
-        "--checkpoint-dir",
-        "QARUN_FLINK_CHECKPOINT_DIR",
-        "checkpoint storage URI (file:///…, s3://…); default: the cluster's",
-    ),
-    "restore_from": (
-        "--restore-from",
-        "QARUN_FLINK_RESTORE_FROM",
-        "a checkpoint or savepoint path to restore (local runs; the operator sets it itself)",
-    ),
-    "ready_file": (
-        "--ready-file",
-        "QARUN_FLINK_READY_FILE",
-        "local runs: a file written once the job is running, for a runner to wait on",
-    ),
-    "metrics_window_seconds": (
-        "--metrics-window-seconds",
-        "QARUN_METRICS_WINDOW_SECONDS",
-        "tumbling window of the run metrics",
-    ),
-    "delivery": ("--delivery", "QARUN_FLINK_DELIVERY", "at-least-once | exactly-once"),
-    "starting_offsets": (
-        "--starting-offsets",
-        "QARUN_FLINK_STARTING_OFFSETS",
-        "group | earliest | latest",
-    ),
-    "bounded": (
-        "--bounded",
-        "QARUN_FLINK_BOUNDED",
-        "stop at the answers' end offsets of the start (benchmarks): true | false",
-    ),
-    "llm_base_url": ("--llm-base-url", "QARUN_LLM_BASE_URL", "judge: OpenAI-compatible URL"),
-    "llm_model": ("--llm-model", "QARUN_LLM_MODEL", "judge: model name"),
-    "judge_concurrency": (
-        "--judge-concurrency",
-        "QARUN_JUDGE_CONCURRENCY",
-        "judge: calls in flight per subtask",
-    ),
-    "judge_timeout_seconds": (
-        "--judge-timeout-seconds",
-        "QARUN_JUDGE_TIMEOUT_SECONDS",
-        "judge: timeout of one call",
-    ),
-}
-# The workers' nested names (qarun_workers.settings) for the same values: a local
-# runner that gives every process one shared environment needs no second copy.
-ALIASES = {
-    "bootstrap": "QARUN_KAFKA__BOOTSTRAP",
-    "llm_base_url": "QARUN_LLM__BASE_URL",
-    "llm_model": "QARUN_LLM__MODEL",
-}
-# The judge's API key is read from QARUN_LLM_API_KEY only: command-line arguments end
-# up in the FlinkSessionJob spec and in process listings.
-API_KEY_ENV = "QARUN_LLM_API_KEY"
+class JobKafka(KafkaSpec):
+    bootstrap_servers: str = Field(min_length=1, max_length=1024)  # the plan always names it
+    answers_topic: str = ""  # input: the LLM answers; empty = qarun.<run>.answers
+    questions_topic: str = ""  # regenerations go here
+    results_topic: str = ""
+    metrics_topic: str = ""  # windowed run metrics
+    dlq_topic: str = ""  # unparseable answers
+    group_id: str = ""  # the job's consumer group; empty = qarun.<run>.scoring
+    starting_offsets: StartingOffsets = StartingOffsets.GROUP
+    bounded: bool = False  # stop at the answers' end offsets of the start (benchmarks)
+
+
+class JobJudge(JudgeSpec):
+    concurrency: int = Field(default=32, ge=1, le=1024)  # calls in flight per subtask
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class JobScoring(ScoringSpec):
+    judge: JobJudge = JobJudge()
+
+
+class JobFlink(FlinkSpec):
+    bundle_time_ms: int = Field(default=50, ge=1, le=60_000)  # batch latency against CPU
+    checkpoint_dir: str | None = None  # file:///…, s3://…; default: the cluster's
+    restore_from: str | None = None  # a checkpoint or savepoint (local runs)
+    ready_file: str | None = None  # local runs: written once the job is running
+    metrics_window_seconds: float = Field(default=10.0, gt=0)
+    delivery: Delivery = Delivery.AT_LEAST_ONCE
+    connector_jar: str | None = None  # local runs; images have it in Flink's lib/
 
 
 class JobParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     run: str = Field(pattern=RUN_PATTERN)
-    bootstrap: str = Field(min_length=1)
-    answers_topic: str = ""
-    questions_topic: str = ""
-    results_topic: str = ""
-    metrics_topic: str = ""
-    dlq_topic: str = ""
-    group_id: str = ""
-    scorer: ScorerName = ScorerName.LEXICAL
-    threshold: float = Field(default=0.75, ge=0.0, le=1.0)
-    max_regenerations: int = Field(default=3, ge=0, le=20)
-    parallelism: int = Field(default=1, ge=1, le=256)
-    checkpoint_interval_seconds: float = Field(default=30.0, gt=0)
-    bundle_time_ms: int = Field(default=50, ge=1, le=60_000)
-    checkpoint_dir: str | None = None
-    restore_from: str | None = None
-    ready_file: str | None = None
-    metrics_window_seconds: float = Field(default=10.0, gt=0)
-    delivery: Delivery = Delivery.AT_LEAST_ONCE
-    starting_offsets: StartingOffsets = StartingOffsets.GROUP
-    bounded: bool = False
-    llm_base_url: str | None = None
-    llm_model: str | None = None
-    judge_concurrency: int = Field(default=32, ge=1, le=1024)
-    judge_timeout_seconds: float = Field(default=60.0, gt=0)
+    kafka: JobKafka
+    scoring: JobScoring = JobScoring()
+    flink: JobFlink = JobFlink()
 
     @model_validator(mode="after")
-    def _defaults_and_judge(self) -> JobParams:
-        names = {
-            "answers_topic": Stream.ANSWERS,
-            "questions_topic": Stream.QUESTIONS,
-            "results_topic": Stream.RESULTS,
-            "metrics_topic": Stream.METRICS,
-            "dlq_topic": Stream.DLQ,
-        }
-        for field, stream in names.items():
-            if not getattr(self, field):
-                object.__setattr__(self, field, topic(self.run, stream))
-        if not self.group_id:
-            object.__setattr__(self, "group_id", f"qarun.{self.run}.scoring")
-        if self.scorer is ScorerName.JUDGE and not (self.llm_base_url and self.llm_model):
-            raise ValueError("the judge scorer needs --llm-base-url and --llm-model")
+    def _judge_needs_an_endpoint(self) -> JobParams:
+        judge = self.scoring.judge
+        if self.scoring.method is ScoringMethod.JUDGE and not (judge.base_url and judge.model):
+            raise ValueError(
+                f"the judge scorer needs {flag_name('scoring', 'judge', 'base_url')} and "
+                f"{flag_name('scoring', 'judge', 'model')}"
+            )
         return self
+
+    # The flat names the job graph reads.
+    def _topic(self, given: str, stream: Stream) -> str:
+        return given or topic(self.run, stream)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers
+
+    @property
+    def answers_topic(self) -> str:
+        return self._topic(self.kafka.answers_topic, Stream.ANSWERS)
+
+    @property
+    def questions_topic(self) -> str:
+        return self._topic(self.kafka.questions_topic, Stream.QUESTIONS)
+
+    @property
+    def results_topic(self) -> str:
+        return self._topic(self.kafka.results_topic, Stream.RESULTS)
+
+    @property
+    def metrics_topic(self) -> str:
+        return self._topic(self.kafka.metrics_topic, Stream.METRICS)
+
+    @property
+    def dlq_topic(self) -> str:
+        return self._topic(self.kafka.dlq_topic, Stream.DLQ)
+
+    @property
+    def group_id(self) -> str:
+        return self.kafka.group_id or f"qarun.{self.run}.scoring"
+
+    @property
+    def starting_offsets(self) -> StartingOffsets:
+        return self.kafka.starting_offsets
+
+    @property
+    def bounded(self) -> bool:
+        return self.kafka.bounded
+
+    @property
+    def scorer(self) -> ScoringMethod:
+        return self.scoring.method
+
+    @property
+    def threshold(self) -> float:
+        return self.scoring.threshold
 
     @property
     def max_attempts(self) -> int:
-        return 1 + self.max_regenerations
+        return 1 + self.scoring.max_regenerations
+
+    @property
+    def llm_base_url(self) -> str:
+        return self.scoring.judge.base_url
+
+    @property
+    def llm_model(self) -> str:
+        return self.scoring.judge.model
+
+    @property
+    def judge_concurrency(self) -> int:
+        return self.scoring.judge.concurrency
+
+    @property
+    def judge_timeout_seconds(self) -> float:
+        return self.scoring.judge.timeout_seconds
+
+    @property
+    def parallelism(self) -> int:
+        return self.flink.parallelism
+
+    @property
+    def checkpoint_interval_seconds(self) -> int:
+        return self.flink.checkpoint_interval_seconds
+
+    @property
+    def bundle_time_ms(self) -> int:
+        return self.flink.bundle_time_ms
+
+    @property
+    def checkpoint_dir(self) -> str | None:
+        return self.flink.checkpoint_dir
+
+    @property
+    def restore_from(self) -> str | None:
+        return self.flink.restore_from
+
+    @property
+    def ready_file(self) -> str | None:
+        return self.flink.ready_file
+
+    @property
+    def metrics_window_seconds(self) -> float:
+        return self.flink.metrics_window_seconds
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.flink.delivery
+
+
+class JudgeSecret(BaseModel):
+    api_key: SecretStr = SecretStr("")
+
+
+class ScoringSecret(BaseModel):
+    judge: JudgeSecret = JudgeSecret()
+
+
+class EmbeddingSettings(BaseModel):
+    backend: str = "int8"  # int8 | onnx | numpy (scorers/embedding.py)
+    threads: int = Field(default=1, ge=1)  # onnxruntime's; the job runs a subtask per core
+
+
+class ScorerEnv(BaseSettings):
+    """What a scorer reads where it runs (a UDF worker), from the environment only: the
+    judge's key (`QARUN_SCORING__JUDGE__API_KEY`; arguments end up in the
+    FlinkSessionJob spec and in process listings) and the embedding backend
+    (`QARUN_EMBEDDING__BACKEND`, `QARUN_EMBEDDING__THREADS`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_nested_delimiter=DELIMITER, extra="ignore"
+    )
+
+    scoring: ScoringSecret = ScoringSecret()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+
+
+def _leaves(model: type[BaseModel], *path: str) -> Iterator[tuple[str, ...]]:
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _leaves(kind, *path, name)
+        else:
+            yield (*path, name)
+
+
+FIELDS = tuple(_leaves(JobParams))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,36 +240,61 @@ def _parser() -> argparse.ArgumentParser:
         prog="qarun-flink",
         description="The QARun scoring job. Every flag falls back to its environment variable.",
     )
-    for field, (flag, env, text) in PARAMS.items():
-        parser.add_argument(flag, dest=field, metavar=env, help=f"{text} [{env}]")
+    for path in FIELDS:
+        parser.add_argument(flag_name(*path), dest=".".join(path), metavar=env_name(*path))
     return parser
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> JobParams:
     """Flags first, then QARUN_* variables, then defaults; raises ParamError."""
-    environ = os.environ if environ is None else environ
-    args = vars(_parser().parse_args(list(argv)))
-    raw = {}
-    for field, (_, env, _) in PARAMS.items():
-        value = args[field] if args[field] is not None else environ.get(env)
-        if value is None and field in ALIASES:
-            value = environ.get(ALIASES[field])
-        if value is not None and value != "":
-            raw[field] = value
+    given: dict[str, Any] = {}
+    for dest, value in vars(_parser().parse_args(list(argv))).items():
+        if value is None or value == "":
+            continue
+        *groups, name = dest.split(".")
+        node = given
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[name] = value
     try:
-        return JobParams.model_validate(raw)
+        return _from(given, os.environ if environ is None else environ)
     except ValidationError as error:
         raise ParamError(_explain(error)) from None
+
+
+def _from(given: dict[str, Any], environ: Mapping[str, str]) -> JobParams:
+    """The variables of `environ` that name a job parameter, overridden by the flags."""
+    nested: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(PREFIX) or value == "":
+            continue
+        *groups, name = key.removeprefix(PREFIX).lower().split(DELIMITER)
+        if (*groups, name) not in FIELDS:
+            continue
+        node = nested
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[name] = value
+    _merge(nested, given)
+    nested.setdefault("kafka", {})  # so that a missing bootstrap is named as a field
+    return JobParams.model_validate(nested)
+
+
+def _merge(into: dict[str, Any], given: Mapping[str, Any]) -> None:
+    for key, value in given.items():
+        if isinstance(value, dict):
+            _merge(into.setdefault(key, {}), value)
+        else:
+            into[key] = value
 
 
 def _explain(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_url=False):
-        field = str(item["loc"][0]) if item["loc"] else ""
-        if field in PARAMS:
-            flag, env, _ = PARAMS[field]
+        path = tuple(to_snake(str(part)) for part in item["loc"])  # the spec's camelCase
+        if path in FIELDS:
             given = "" if item["type"] == "missing" else f", got {item['input']!r}"
-            lines.append(f"{flag} ({env}): {item['msg']}{given}")
+            lines.append(f"{flag_name(*path)} ({env_name(*path)}): {item['msg']}{given}")
         else:
             lines.append(item["msg"].removeprefix("Value error, "))
     return "invalid job parameters: " + "; ".join(lines)

@@ -1,4 +1,5 @@
-"""Operator settings, read from QARUN_OPERATOR_* environment variables (set by the chart).
+"""Operator settings, read from QARUN_OPERATOR__* environment variables (set by the chart),
+in the style of every QARun process (`QARUN_` prefix, `__` nesting).
 
 Images and cluster-wide choices live here, not in the QARun spec: a run describes an
 evaluation, the operator's installation decides what it runs on.
@@ -9,11 +10,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qarun_core.env_contract import DELIMITER, PREFIX
 from qarun_core.spec import FlinkMode, KafkaProvider
 
 
 class OperatorConfig(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QARUN_OPERATOR_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=f"{PREFIX}OPERATOR{DELIMITER}", frozen=True)
 
     worker_image: str = Field(
         default="qarun/workers:0.1.0",
@@ -80,3 +82,11 @@ class OperatorConfig(BaseSettings):
     status_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often the status is aggregated and drift repaired."
     )
+
+
+class KubeAccess(BaseSettings):
+    """How the operator reaches the API server outside a pod: the usual $KUBECONFIG."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")

@@ -18,8 +18,6 @@ from qarun_operator.config import OperatorConfig
 from qarun_operator.kube import QARUN, Kube
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-# The timer's interval is fixed when the module is imported; the rest is read lazily.
-STATUS_INTERVAL = OperatorConfig().status_interval_seconds
 
 
 @cache
@@ -52,6 +50,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.scanning.disabled = True  # no CRD/namespace scanning: no RBAC for it either
     settings.execution.max_workers = 8
+    _register_refresh(_config().status_interval_seconds)
 
 
 def _realize(outcome: controller.ReconcileOutcome, body: kopf.Body, patch: kopf.Patch) -> None:
@@ -80,7 +79,17 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     _realize(controller.reconcile(_kube(), dict(body), _config()), body, patch)
 
 
-@kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=2.0)
+def _register_refresh(interval: float) -> None:
+    """The status timer, registered once the configuration is read (kopf starts watching
+    only after the startup handlers), not when the module is imported."""
+    if not _refresh_registered:
+        kopf.timer(*RESOURCE, interval=interval, initial_delay=2.0, id="refresh")(refresh)
+        _refresh_registered.append(interval)
+
+
+_refresh_registered: list[float] = []
+
+
 def refresh(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Aggregate the status and repair drift, on a timer."""
     outcome = controller.reconcile(_kube(), dict(body), _config())

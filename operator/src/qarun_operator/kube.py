@@ -7,7 +7,6 @@ touches, and its RBAC grants exactly those.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +15,7 @@ import kubernetes
 
 from qarun_core.plan import MANAGER
 from qarun_core.spec import API_VERSION, PLURAL
+from qarun_operator.config import KubeAccess
 
 JSON = dict[str, Any]
 
@@ -79,7 +79,7 @@ class Kube:
             kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=config
+                config_file=KubeAccess().kubeconfig, client_configuration=config
             )
         return kubernetes.client.ApiClient(config)
 

@@ -92,7 +92,7 @@ class State:
             },
         )
         self.redis = Redis.from_url(
-            storage.redis_url.get_secret_value(),
+            storage.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )

@@ -83,6 +83,6 @@ class CallGate:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
-            prompt_tokens * self.llm.prompt_usd_per_million
-            + completion_tokens * self.llm.completion_usd_per_million
+            prompt_tokens * self.llm.pricing.prompt_usd_per_million
+            + completion_tokens * self.llm.pricing.completion_usd_per_million
         ) / 1e6

@@ -5,8 +5,8 @@ on absolute times (no drift), until `total` questions or `duration_seconds`. Que
 ids are a stable hash of the run and the question's sequence number, so a restart
 produces the same ids; rows repeat from the start when `total` exceeds the data set
 or a `duration_seconds` run outlasts it.
-Before sending, ids already stored in PostgreSQL are skipped (a re-run asks only what
-is missing), and progress is checkpointed in Redis after each acknowledged
+Before sending, ids already stored in PostgreSQL are skipped (a run started again
+sends only what has no result yet), and progress is checkpointed in Redis after each acknowledged
 batch, so a restarted generator resumes where it stopped.
 """
 
@@ -28,10 +28,11 @@ from redis import Redis
 
 from qarun_core.keys import GeneratorRecord, Table, generator_key
 from qarun_core.messages import Question
+from qarun_core.spec import DatasetSpec, TrafficSpec
 from qarun_workers.dataset import Row, read_rows
 from qarun_workers.entrypoint import prepare
 from qarun_workers.kafka_io import Shutdown, producer_config
-from qarun_workers.settings import Settings, TrafficSettings
+from qarun_workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,13 @@ def question_id(run: str, seq: int) -> str:
     return hashlib.blake2b(f"{run}\x00{seq}".encode(), digest_size=10).hexdigest()
 
 
-def arrivals(traffic: TrafficSettings, rng: random.Random) -> Iterator[float]:
+def arrivals(traffic: TrafficSpec, rng: random.Random) -> Iterator[float]:
     """Send times in seconds from the start, forever."""
     now = 0.0
     while True:
         rate = traffic.rate_per_second
         if traffic.distribution == "bursty" and in_burst(now, traffic):
-            rate *= traffic.burst_factor
+            rate *= traffic.burst.factor
         if traffic.distribution == "poisson":
             now += rng.expovariate(rate)
         else:
@@ -60,19 +61,19 @@ def arrivals(traffic: TrafficSettings, rng: random.Random) -> Iterator[float]:
         yield now
 
 
-def in_burst(t: float, traffic: TrafficSettings) -> bool:
-    """Bursts start every `burst_every_seconds` and last `burst_length_seconds`."""
-    return math.fmod(t, traffic.burst_every_seconds) < traffic.burst_length_seconds
+def in_burst(t: float, traffic: TrafficSpec) -> bool:
+    """Bursts start every `burst.every_seconds` and last `burst.length_seconds`."""
+    return math.fmod(t, traffic.burst.every_seconds) < traffic.burst.length_seconds
 
 
-def sequence(traffic: TrafficSettings) -> Iterator[tuple[int, Row]]:
+def sequence(dataset: DatasetSpec, traffic: TrafficSpec) -> Iterator[tuple[int, Row]]:
     """(sequence number, row): the data set once, or repeated up to `total` or for
     `duration_seconds`; the sequence number keeps counting, so every pass has new ids."""
     repeat = bool(traffic.total or traffic.duration_seconds)
     seq = 0
     while True:
         empty = True
-        for row in read_rows(traffic.source, traffic.format, traffic.limit):
+        for row in read_rows(dataset.source, dataset.format, dataset.limit):
             empty = False
             if traffic.total and seq >= traffic.total:
                 return
@@ -125,7 +126,7 @@ class Generator:
         last_checkpoint = started
         next_seq = start_seq
         finished = True
-        for seq, row in sequence(self.traffic):
+        for seq, row in sequence(self.s.dataset, self.traffic):
             if seq < start_seq:
                 continue
             at = started + next(times)
@@ -212,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     storage = settings.storage
     redis, answered = None, set[str]()
     if not args.no_storage:
-        redis = Redis.from_url(storage.redis_url.get_secret_value())
+        redis = Redis.from_url(storage.redis_url)
         if settings.traffic.skip_answered:
             answered = answered_ids(storage.postgres_dsn.get_secret_value(), settings.run)
     Generator(settings, Shutdown().install(), redis, answered).run()

@@ -323,12 +323,12 @@ class LLMWorker:
 
 
 async def serve(settings: Settings, shutdown: Shutdown) -> None:
-    client = make_client(settings.llm, settings.llm_api_key.get_secret_value())
+    client = make_client(settings.llm, settings.llm.api_key.get_secret_value())
     # A few connections, waited for: thousands of tasks share them. The pool connects on
     # first use, so a worker whose provider sends no rate-limit headers and that has no
     # configured limits or budget never touches Redis.
     pool = BlockingConnectionPool.from_url(
-        settings.storage.redis_url.get_secret_value(), max_connections=16, timeout=None
+        settings.storage.redis_url, max_connections=16, timeout=None
     )
     redis: Redis | None = Redis(connection_pool=pool)
     try:

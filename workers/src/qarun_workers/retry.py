@@ -38,9 +38,10 @@ def retry_delay(
 ) -> float:
     """Seconds to wait before the next call: quota waits long, overload backs off with jitter."""
     if error == ErrorClass.QUOTA:
-        delay = policy.quota_delay_seconds
+        delay: float = policy.quota.delay_seconds
     else:
-        cap = min(policy.overload_max_seconds, policy.overload_base_seconds * 2**retries)
+        overload = policy.overload
+        cap = min(overload.max_delay_seconds, overload.base_delay_seconds * 2**retries)
         delay = rng.uniform(cap / 2, cap)  # "equal jitter": spread, but never near zero
     return max(delay, retry_after)
 
@@ -51,10 +52,10 @@ def give_up(
     """Why this failed call ends the question in the dead-letter topic; None to retry.
 
     A quota refusal says nothing about the question, only that the provider wants us to
-    wait: it is bounded by the time waited (quota_max_wait_seconds), not max_attempts."""
+    wait: it is bounded by the time waited (quota.max_wait_seconds), not max_attempts."""
     if error == ErrorClass.QUOTA:
         waits = question.quota_waits + 1
-        if waits * policy.quota_delay_seconds <= policy.quota_max_wait_seconds:
+        if waits * policy.quota.delay_seconds <= policy.quota.max_wait_seconds:
             return None
         return DeadLetterReason.RETRIES_EXHAUSTED, f"{error}: {reason} after {waits} refusals"
     calls = question.failed_calls + 1

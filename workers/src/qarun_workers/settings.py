@@ -1,59 +1,67 @@
 """All worker configuration in one typed place, read from environment variables.
 
-The operator sets these on each Deployment; a local runner or a test sets them the
-same way (or passes overrides to `Settings(...)`). Groups nest with a double
-underscore: `QARUN_RUN=demo`, `QARUN_KAFKA__BOOTSTRAP=...`, `QARUN_LLM__BASE_URL=...`,
-`QARUN_RETRY__TIERS=2s,10s,1m,5m`, `QARUN_METRICS__PORT=9100`. The LLM API key is read
-only from the environment (`QARUN_LLM_API_KEY`, or `OPENAI_API_KEY`), never from a flag
-or a message, and is a SecretStr so that printing the settings never shows it.
+Each section is a section of the QARun spec (`qarun_core.spec`), so a spec field is
+declared, defaulted and validated once; a section only adds what the process alone
+needs (the retry tier topics, the Kafka client's timeouts, the secrets). The plan
+generates the names from the same models (`qarun_core.env_contract`): `QARUN_` prefix,
+groups nested with a double underscore, e.g. `QARUN_RUN=demo`,
+`QARUN_RETRY__OVERLOAD__BASE_DELAY_SECONDS=2`, `QARUN_LLM__PRICING__PROMPT_USD_PER_MILLION`.
+Secrets come only from the environment (a Secret on Kubernetes): `QARUN_LLM__API_KEY` and
+`QARUN_STORAGE__POSTGRES_DSN`, SecretStr so that printing the settings never shows them.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from qarun_core.env_contract import DELIMITER, PREFIX
 from qarun_core.keys import consumer_group
 from qarun_core.messages import RUN_PATTERN
+from qarun_core.spec import (
+    BudgetSpec,
+    DatasetSpec,
+    KafkaSpec,
+    LLMSpec,
+    RetrySpec,
+    StorageSpec,
+    TrafficSpec,
+)
 from qarun_core.topics import DEFAULT_TIERS, RetryTier, RunTopics, tiers_from
 
+# Where a worker started by hand (tests, benchmarks) finds the local broker; the plan
+# always names one.
+LOCAL_BOOTSTRAP = "127.0.0.1:9092"
 
-class KafkaSettings(BaseModel):
-    bootstrap: str = "127.0.0.1:9092"
-    partitions: int = Field(default=6, ge=1)
-    replicas: int = Field(default=1, ge=1)
+
+class KafkaSettings(KafkaSpec):
     group_prefix: str = "qarun"
     session_timeout_ms: int = Field(
         default=10000, ge=6000
     )  # how soon a crashed peer's partitions move
-    create_topics: bool = True  # the operator's Strimzi KafkaTopics make this a no-op
+    create_topics: bool = True  # the plan's topics are created by whoever realizes it
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or LOCAL_BOOTSTRAP
 
 
-class LLMSettings(BaseModel):
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "qarun-sim"
-    max_concurrency: int = Field(default=256, ge=1)  # per worker; AIMD stays below it
-    min_concurrency: int = Field(default=4, ge=1)
+class LLMSettings(LLMSpec):
+    # The one default the spec leaves out: a process that is not given the llm section
+    # (the retry worker, the storage writer) still validates if the user's environment
+    # holds QARUN_LLM__API_KEY for the LLM worker.
+    model: str = Field(default="qarun-sim", min_length=1, max_length=256)
+    api_key: SecretStr = SecretStr("")  # from the Secret that llm.apiKeySecretRef names
+    min_concurrency: int = Field(default=4, ge=1)  # AIMD's range within max_concurrency
     initial_concurrency: int = Field(default=32, ge=1)
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    max_tokens: int = Field(default=256, ge=1)
     temperature: float = 0.7
-    prompt_usd_per_million: float = 0.0  # price per million prompt tokens, for cost
-    completion_usd_per_million: float = 0.0
-    requests_per_minute: int = Field(default=0, ge=0)  # fleet-wide; 0 = no limit
-    tokens_per_minute: int = Field(default=0, ge=0)
 
 
-class RetrySettings(BaseModel):
-    max_attempts: int = Field(default=3, ge=1)  # LLM calls per attempt, not counting quota
-    overload_base_seconds: float = Field(default=2.0, gt=0)
-    overload_max_seconds: float = Field(default=60.0, gt=0)
-    quota_delay_seconds: float = Field(default=60.0, gt=0)
-    quota_max_wait_seconds: float = Field(default=86400.0, gt=0)  # then the dead-letter topic
+class RetrySettings(RetrySpec):
     tiers: Annotated[tuple[RetryTier, ...], NoDecode] = DEFAULT_TIERS  # "2s,10s,1m,5m"
 
     @field_validator("tiers", mode="before")
@@ -64,31 +72,14 @@ class RetrySettings(BaseModel):
         return value
 
 
-class BudgetSettings(BaseModel):
-    max_tokens: int = Field(default=0, ge=0)  # 0 = unlimited
-    max_cost_usd: float = Field(default=0.0, ge=0)
-
-
-class StorageSettings(BaseModel):
+class StorageSettings(StorageSpec):
     postgres_dsn: SecretStr = SecretStr("postgresql://qarun@127.0.0.1:5432/qarun")
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    cache_ttl_seconds: int = Field(default=21600, ge=1)
     batch_size: int = Field(default=500, ge=1)
 
 
-class TrafficSettings(BaseModel):
-    source: str = "sample"  # sample | http(s) URL | file path
-    format: Literal["yahoo-csv", "csv", "jsonl", "parquet"] = "yahoo-csv"
-    limit: int = Field(default=0, ge=0)  # 0 = the whole data set
-    distribution: Literal["poisson", "bursty", "constant"] = "poisson"
-    rate_per_second: float = Field(default=50.0, gt=0)
-    total: int = Field(default=0, ge=0)  # questions to send; 0 = until duration or data end
-    duration_seconds: float = Field(default=0.0, ge=0)
-    burst_factor: float = Field(default=5.0, ge=1)
-    burst_every_seconds: float = Field(default=30.0, gt=0)
-    burst_length_seconds: float = Field(default=5.0, gt=0)
+class TrafficSettings(TrafficSpec):
     seed: int = 0
-    skip_answered: bool = True  # ask storage first, as the seeds' generator does
+    skip_answered: bool = True  # a run started again sends only what is not yet stored
 
 
 class APISettings(BaseModel):
@@ -111,24 +102,23 @@ class Settings(BaseSettings):
     """Everything a worker process reads from its environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="QARUN_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=PREFIX, env_nested_delimiter=DELIMITER, extra="ignore"
     )
 
+    # the process's own
     run: str = Field(default="demo", pattern=RUN_PATTERN)
     instance: str = Field(default_factory=default_instance)
     log_level: str = "INFO"
+    api: APISettings = APISettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # the spec's sections
     kafka: KafkaSettings = KafkaSettings()
     llm: LLMSettings = LLMSettings()
     retry: RetrySettings = RetrySettings()
-    budget: BudgetSettings = BudgetSettings()
+    budget: BudgetSpec = BudgetSpec()
     storage: StorageSettings = StorageSettings()
+    dataset: DatasetSpec = DatasetSpec()
     traffic: TrafficSettings = TrafficSettings()
-    api: APISettings = APISettings()
-    metrics: MetricsSettings = MetricsSettings()
-    llm_api_key: SecretStr = Field(
-        default=SecretStr(""),
-        validation_alias=AliasChoices("QARUN_LLM_API_KEY", "OPENAI_API_KEY"),
-    )
 
     @property
     def topics(self) -> RunTopics:
@@ -136,8 +126,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value this process holds, for the log redaction filter."""
-        values = [self.llm_api_key, self.storage.postgres_dsn, self.storage.redis_url]
-        return [value.get_secret_value() for value in values]
+        values = [self.llm.api_key, self.storage.postgres_dsn]
+        return [value.get_secret_value() for value in values] + [self.storage.redis_url]
 
     def group(self, role: str) -> str:
         """The consumer group of one role in this run."""

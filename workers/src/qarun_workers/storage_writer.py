@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = migrate(conn)
         if applied:
             log.info("applied migrations %s", applied)
-        redis = Redis.from_url(storage.redis_url.get_secret_value())
+        redis = Redis.from_url(storage.redis_url)
         StorageWriter(settings, Shutdown().install(), pool, redis).run()
     return 0
 

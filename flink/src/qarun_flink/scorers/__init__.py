@@ -6,8 +6,7 @@ make_scorer("lexical").score(Pair(question, answer, reference))  # -> 0..1
 
 from __future__ import annotations
 
-import os
-
+from qarun_flink.params import ScorerEnv
 from qarun_flink.scorers.base import AsyncScorer, Pair, Scorer, clamp01
 from qarun_flink.scorers.embedding import EmbeddingScorer
 from qarun_flink.scorers.judge import JudgeScorer
@@ -32,6 +31,8 @@ def make_scorer(
     if name == "judge":
         if not llm_base_url or not llm_model:
             raise ValueError("the judge scorer needs an LLM base URL and model")
-        key = api_key if api_key is not None else os.environ.get("QARUN_LLM_API_KEY", "")
+        key = (
+            api_key if api_key is not None else ScorerEnv().scoring.judge.api_key.get_secret_value()
+        )
         return JudgeScorer(llm_base_url, llm_model, key, timeout=timeout)
     raise ValueError(f"unknown scorer {name!r}: lexical | embedding | judge")

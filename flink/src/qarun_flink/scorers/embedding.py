@@ -1,8 +1,8 @@
 """Cosine similarity of MiniLM sentence embeddings.
 
-Backends (QARUN_EMBEDDING_BACKEND): `int8` (default; onnxruntime, int8 dense layers,
+Backends (QARUN_EMBEDDING__BACKEND): `int8` (default; onnxruntime, int8 dense layers,
 see onnx_minilm.py), `onnx` (onnxruntime fp32) and `numpy` (minilm.py, the reference
-forward pass). QARUN_EMBEDDING_THREADS sets onnxruntime's threads (default 1: the Flink
+forward pass). QARUN_EMBEDDING__THREADS sets onnxruntime's threads (default 1: the Flink
 job runs one subtask per core). On the sample data set int8 moves scores by 0.004 on
 average (0.022 at most) from the float32 numpy pass, for about 3x less CPU per record;
 benchmarks/bench_embedding.py measures all three.
@@ -10,12 +10,12 @@ benchmarks/bench_embedding.py measures all three.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
+from qarun_flink.params import ScorerEnv
 from qarun_flink.scorers.base import Pair, clamp01
 from qarun_flink.scorers.minilm import Array, Encoder, MiniLM
 
@@ -24,8 +24,9 @@ BACKENDS = ("int8", "onnx", "numpy")
 
 def make_encoder(backend: str | None = None, threads: int | None = None) -> Encoder:
     """The MiniLM encoder of a backend; arguments left out come from the environment."""
-    backend = backend or os.environ.get("QARUN_EMBEDDING_BACKEND", "int8")
-    threads = threads or int(os.environ.get("QARUN_EMBEDDING_THREADS", "1"))
+    configured = ScorerEnv().embedding
+    backend = backend or configured.backend
+    threads = threads or configured.threads
     if backend == "numpy":
         return MiniLM()
     if backend in ("int8", "onnx"):
