@@ -25,9 +25,9 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table.udf import ScalarFunction
 
 from qarun_core.messages import Answer, DeadLetter, DeadLetterReason, PoisonMessageError
+from qarun_core.spec import ScoringMethod
 from qarun_flink.keyed_state import dump_state, load_state
 from qarun_flink.metrics import RunMetrics
-from qarun_core.spec import ScoringMethod
 from qarun_flink.params import JobParams
 from qarun_flink.records import DLQ, EVENTS, QUESTIONS, SETTLED_FIELDS, Dest
 from qarun_flink.routing import Decision, KeyState, MetricEvent, RouteOutcome, Rules, decide

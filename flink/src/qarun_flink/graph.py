@@ -14,9 +14,9 @@ from pyflink.table import DataTypes, StreamTableEnvironment, Table
 from pyflink.table.expressions import col, lit
 from pyflink.table.udf import udf
 
+from qarun_core.spec import ScoringMethod
 from qarun_flink.environment import ms
 from qarun_flink.functions import JudgeAnswers, MetricsMessage, Route, SettleBatch
-from qarun_core.spec import ScoringMethod
 from qarun_flink.params import JobParams
 from qarun_flink.records import DLQ, EVENTS, KV, QUESTIONS, SCORED, SETTLED, SETTLED_FIELDS, Dest
 from qarun_flink.sql import EVENTS_SQL, metrics_window_sql, sink_ddl, source_ddl
