@@ -20,7 +20,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ NAMESPACE = "qarun"
 RUN = "yahoo-demo"
 QUESTIONS = 300
 ARTIFACTS = ROOT / "test-artifacts"
+STATE_CLAIM = f"{RUN}-flink-state"
 CHILD_KINDS = "deployments,jobs,configmaps,services,persistentvolumeclaims"
 timings: dict[str, Any] = {}
 
@@ -172,25 +172,15 @@ def stack(
         assert left() == [], "the uninstalled release left objects in its namespace"
 
 
-def checkpoint_volume(cluster: RealCluster, workdir: Path) -> None:
-    """The standalone session's checkpoint claim binds to a hostPath volume: the node
-    has no storage provisioner; both Flink pods run on it and mount the same directory."""
-    directory = workdir / "flink-state"
-    directory.mkdir()
-    directory.chmod(0o777)  # the Flink image's user writes checkpoints there
-    volume = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": f"{NAMESPACE}-{RUN}-flink-state"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",  # no deleter for hostPath
-            "hostPath": {"path": str(directory), "type": "Directory"},
-            "claimRef": {"namespace": NAMESPACE, "name": f"{RUN}-flink-state"},
-        },
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(volume))
+def checkpoint_volumes(cluster: RealCluster) -> list[str]:
+    """The PersistentVolumes bound to the run's Flink checkpoint claim."""
+    volumes = json.loads(cluster.kubectl("get", "pv", "-o", "json").stdout)["items"]
+    return [
+        v["metadata"]["name"]
+        for v in volumes
+        if (v["spec"].get("claimRef") or {}).get("name") == STATE_CLAIM
+        and v["spec"]["claimRef"].get("namespace") == NAMESPACE
+    ]
 
 
 def sample_run() -> dict[str, Any]:
@@ -209,16 +199,18 @@ def sample_run() -> dict[str, Any]:
     return dict(run)
 
 
-def test_helm_install_then_kubectl_apply_runs_to_succeeded(
-    stack: RealCluster, tmp_path: Path
-) -> None:
+def test_helm_install_then_kubectl_apply_runs_to_succeeded(stack: RealCluster) -> None:
     cluster = stack
-    checkpoint_volume(cluster, tmp_path)
     applied = time.monotonic()
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(sample_run()))
 
     wait_for(lambda: results(cluster)[0] > 0, 600, "the first result in PostgreSQL")
     record("apply_to_first_result_s", time.monotonic() - applied)
+    # The checkpoint claim names no class: the node's default one provisioned it.
+    claim = get(cluster, "pvc", STATE_CLAIM)
+    assert claim["status"]["phase"] == "Bound"
+    assert claim["spec"]["storageClassName"] == "node-local"
+    assert checkpoint_volumes(cluster) == [claim["spec"]["volumeName"]]
     record("stack_usage_running", stack_usage(cluster))
 
     # kubectl scale: three Running LLM workers within 30 s.
@@ -276,3 +268,4 @@ def test_helm_install_then_kubectl_apply_runs_to_succeeded(
         180, "the run's children gone",
     )  # fmt: skip
     assert topics(cluster) == set(), "the run's topics outlived it"
+    wait_for(lambda: checkpoint_volumes(cluster) == [], 60, "the checkpoint volume deleted")

@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +181,75 @@ def test_a_pod_reaches_the_simulator_by_its_service_name(
     assert "uid 10001" in logs
     assert "root fs read-only: Read-only file system" in logs
     assert "tmp writable" in logs
+
+
+def test_a_claim_naming_no_class_binds_to_a_node_local_volume(
+    real_cluster: RealCluster, namespace: str
+) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "state", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    real_cluster.kubectl("apply", "-f", "-", input=json.dumps(claim))
+    wait_for(
+        lambda: (
+            get(real_cluster, "pvc", "state", "-n", namespace)["status"].get("phase") == "Bound"
+        ),
+        60,
+        "the claim Bound",
+    )
+    bound = get(real_cluster, "pvc", "state", "-n", namespace)
+    assert bound["spec"]["storageClassName"] == "node-local"  # the default class
+    volume = get(real_cluster, "pv", bound["spec"]["volumeName"])
+    directory = Path(volume["spec"]["hostPath"]["path"])
+    assert directory.is_relative_to(real_cluster.workdir)
+
+    writer = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "writer", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": POD_SECURITY,
+            "containers": [
+                {
+                    "name": "writer",
+                    "image": require_image("workers"),
+                    "command": ["python", "-c", "open('/state/probe', 'w').write('written')"],
+                    "securityContext": CONTAINER_SECURITY,
+                    "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                }
+            ],
+            "volumes": [{"name": "state", "persistentVolumeClaim": {"claimName": "state"}}],
+        },
+    }
+    real_cluster.kubectl("apply", "-f", "-", input=json.dumps(writer))
+    wait_for(
+        lambda: (
+            get(real_cluster, "pod", "writer", "-n", namespace)["status"].get("phase")
+            in ("Succeeded", "Failed")
+        ),
+        180,
+        "the writer pod to finish",
+    )
+    logs = real_cluster.kubectl("-n", namespace, "logs", "writer").stdout
+    assert get(real_cluster, "pod", "writer", "-n", namespace)["status"]["phase"] == "Succeeded", (
+        logs
+    )
+    assert (directory / "probe").read_text() == "written"
+    assert (directory / "probe").stat().st_uid == 10001
+
+    real_cluster.kubectl("delete", "pod", "writer", "-n", namespace)
+    real_cluster.kubectl("delete", "pvc", "state", "-n", namespace)
+    wait_for(
+        lambda: (
+            real_cluster.kubectl("get", "pv", volume["metadata"]["name"], check=False).returncode
+            != 0
+        ),
+        60,
+        "the volume deleted with its claim",
+    )
+    assert not directory.exists()

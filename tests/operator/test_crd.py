@@ -115,13 +115,14 @@ def test_listing_a_kind_the_cluster_lacks_finds_nothing(qarun_crd: KubeCluster) 
     a plain-text 404, and the operator's list (observe, prune) reads it as no objects."""
     from kubernetes import client, config  # noqa: PLC0415
 
-    from qarun_operator.kube import Kind, Kube  # noqa: PLC0415
+    from qarun_operator.kube import Kube  # noqa: PLC0415
+    from qarun_operator.objects import Kind  # noqa: PLC0415
 
     configuration = client.Configuration()
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(qarun_crd.kubeconfig), client_configuration=configuration
     )
     kube = Kube(client.ApiClient(configuration))
-    absent = Kind("nothing.example.com/v1", "Nothing", "nothings")
+    absent = Kind("nothing.example.com/v1", "Nothing")
     assert kube.list(absent, "default", "qarun.io/run=x") == []
     assert kube.get(absent, "default", "x") is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,6 +33,8 @@ CHART = paths.ROOT / "charts" / "qarun-stack"
 NODE_VALUES = CHART / "values-node.yaml"
 RELEASE = "qarun"
 TERMINAL = ("Succeeded", "Failed")
+STALL_SECONDS = 600  # the QARun's status unchanged this long: say what it waits for, stop
+POLL_SECONDS = 5
 
 
 @dataclass
@@ -42,16 +45,19 @@ class Cluster:
     def _run(
         self, tool: str, *args: str, input: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(paths.go_tool(tool)), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={"KUBECONFIG": str(self.kubeconfig), "PATH": "/usr/bin:/bin",
-                 "HOME": tempfile.gettempdir()},
-            check=False,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [str(paths.go_tool(tool)), *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={"KUBECONFIG": str(self.kubeconfig), "PATH": "/usr/bin:/bin",
+                     "HOME": tempfile.gettempdir()},
+                check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as expired:
+            raise CLIError(f"{tool} {' '.join(args)} took over {timeout:.0f} s") from expired
         if done.returncode != 0:
             raise CLIError(f"{tool} {' '.join(args)} failed:\n{done.stderr[-2000:]}")
         return done
@@ -67,6 +73,29 @@ class Cluster:
         status: dict[str, Any] = found.get("status", {})
         return status
 
+    def waiting_for(self) -> str:
+        """What the namespace waits on: its pods that are not Ready (and why) and its
+        claims that are not Bound (with their latest event)."""
+        lines = []
+        for pod in json.loads(self.kubectl("get", "pods", "-n", self.namespace, "-o", "json"))[
+            "items"
+        ]:
+            why = not_ready(pod)
+            if why:
+                lines.append(f"  pod {pod['metadata']['name']}: {why}")
+        claims = json.loads(self.kubectl("get", "pvc", "-n", self.namespace, "-o", "json"))
+        for claim in claims["items"]:
+            phase = claim.get("status", {}).get("phase", "Pending")
+            if phase != "Bound":
+                name = claim["metadata"]["name"]
+                events = self.kubectl(
+                    "get", "events", "-n", self.namespace, "--sort-by=.lastTimestamp",
+                    "--field-selector", f"involvedObject.kind=PersistentVolumeClaim,"
+                    f"involvedObject.name={name}", "-o", "jsonpath={.items[-1:].message}",
+                )  # fmt: skip
+                lines.append(f"  claim {name}: {phase}{': ' + events if events else ''}")
+        return "\n".join(lines) or "  every pod is Ready and every claim Bound"
+
     def summary(self, run: str) -> RunSummary:
         """GET /runs/{run}/summary of the API, from inside its pod."""
         script = (
@@ -77,6 +106,23 @@ class Cluster:
             "exec", "-n", self.namespace, "deploy/qarun-api", "--", "python", "-c", script
         )
         return RunSummary.model_validate_json(out)
+
+
+def not_ready(pod: dict[str, Any]) -> str:
+    """Why a pod is not Ready ("" when it is), as `kubectl describe` would say it."""
+    status = pod.get("status", {})
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    if conditions.get("Ready", {}).get("status") == "True" or status.get("phase") == "Succeeded":
+        return ""
+    scheduled = conditions.get("PodScheduled", {})
+    if scheduled.get("status") == "False":
+        return f"{status.get('phase', 'Pending')}, not scheduled: {scheduled.get('message', '')}"
+    for container in status.get("containerStatuses", []):
+        state = container.get("state", {})
+        waiting = state.get("waiting") or state.get("terminated")
+        if waiting:
+            return f"{container['name']} {waiting.get('reason', '')}: {waiting.get('message', '')}"
+    return f"{status.get('phase', 'Pending')}, not Ready"
 
 
 def chart_with_dependencies(workdir: Path) -> Path:
@@ -103,9 +149,24 @@ def repository_node(workdir: Path) -> Iterator[Path]:
 
     print("starting the real node (kubelet, containerd, CoreDNS, registry) ...", flush=True)
     started = time.monotonic()
-    with RealCluster(workdir / "node") as node:
-        print(f"  node ready in {time.monotonic() - started:.0f} s", flush=True)
-        yield node.kubeconfig
+    # SIGTERM (a CI job cancelled) stops the node as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with RealCluster(workdir / "node") as node:
+            print(f"  node ready in {time.monotonic() - started:.0f} s", flush=True)
+            try:
+                yield node.kubeconfig
+            finally:
+                # A second Ctrl-C must not cut short the node's clean-up.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def progress_line(status: dict[str, Any], elapsed: float) -> str:
@@ -134,6 +195,7 @@ def run_on_cluster(
     if total is not None:
         manifest["spec"].setdefault("traffic", {})["total"] = total
         manifest["spec"].setdefault("dataset", {})["limit"] = total
+    deadline = time.monotonic() + timeout if timeout else None
     with tempfile.TemporaryDirectory(prefix="qarun-k8s-demo-") as tmp:
         workdir = Path(tmp)
         chart = chart_with_dependencies(workdir)
@@ -141,27 +203,22 @@ def run_on_cluster(
             cluster = Cluster(config, namespace)
             extra = [NODE_VALUES] if kubeconfig is None else []
             started = time.monotonic()
+            wait = max(1, min(900, deadline - started)) if deadline else 900
             print(f"helm install {RELEASE} charts/qarun-stack -n {namespace} ...", flush=True)
-            cluster.helm(
-                "upgrade", "--install", RELEASE, str(chart), "-n", namespace,
-                "--create-namespace", "--wait", "--timeout", "15m",
-                *(arg for f in [*extra, *values] for arg in ("-f", str(f))),
-            )  # fmt: skip
+            try:
+                cluster.helm(
+                    "upgrade", "--install", RELEASE, str(chart), "-n", namespace,
+                    "--create-namespace", "--wait", "--timeout", f"{wait:.0f}s",
+                    *(arg for f in [*extra, *values] for arg in ("-f", str(f))),
+                    timeout=wait + 60,
+                )  # fmt: skip
+            except CLIError as error:
+                raise CLIError(f"{error}\nwaiting for:\n{cluster.waiting_for()}") from error
             print(f"  stack ready in {time.monotonic() - started:.0f} s", flush=True)
             applied = time.monotonic()
             print(f"kubectl apply -n {namespace} -f {spec_file}", flush=True)
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-            status: dict[str, Any] = {}
-            last = ""
-            while status.get("phase") not in TERMINAL:
-                if timeout and time.monotonic() - applied > timeout:
-                    raise CLIError(f"the run did not end within {timeout:.0f} s", code=1)
-                time.sleep(5)
-                status = cluster.status(name)
-                line = progress_line(status, time.monotonic() - applied)
-                if line.split("]", 1)[1] != last:
-                    print(line, flush=True)
-                    last = line.split("]", 1)[1]
+            status = follow(cluster, name, applied, deadline)
             print(f"{name} {status['phase']} in {time.monotonic() - applied:.0f} s", flush=True)
             print(render(cluster.summary(name)), flush=True)
             print(
@@ -172,6 +229,31 @@ def run_on_cluster(
                 flush=True,
             )
     return 0 if status.get("phase") == "Succeeded" else 1
+
+
+def follow(cluster: Cluster, name: str, applied: float, deadline: float | None) -> dict[str, Any]:
+    """Print the QARun's status as it changes until it ends; raise when it has not moved
+    for STALL_SECONDS or the deadline passed, saying what the namespace waits for."""
+    status: dict[str, Any] = {}
+    last, moved = "", time.monotonic()
+    while status.get("phase") not in TERMINAL:
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            raise CLIError(
+                f"the run did not end within the --timeout; waiting for:\n{cluster.waiting_for()}"
+            )
+        if now - moved > STALL_SECONDS:
+            raise CLIError(
+                f"{name}'s status has not changed for {STALL_SECONDS} s; waiting for:\n"
+                f"{cluster.waiting_for()}"
+            )
+        time.sleep(POLL_SECONDS)
+        status = cluster.status(name)
+        line = progress_line(status, time.monotonic() - applied)
+        if line.split("]", 1)[1] != last:
+            print(line, flush=True)
+            last, moved = line.split("]", 1)[1], time.monotonic()
+    return status
 
 
 @contextmanager

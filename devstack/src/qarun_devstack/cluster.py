@@ -12,7 +12,9 @@ Node+RBAC authorization, controller-manager, scheduler) listens on the host end 
 node's veth pair (10.250.<slot>.1), the `kubernetes` Service's endpoint, so pods (the
 QARun operator among them) reach it with their in-cluster config. The node
 (`node.Node`: containerd, runc, CNI, kubelet, kube-proxy, the registry) runs in its own
-network namespace; CoreDNS runs as a Deployment in kube-system.
+network namespace; CoreDNS runs as a Deployment in kube-system. Claims bind to
+hostPath volumes in the node's work directory (`volumes`: the default StorageClass
+`node-local` and its provisioner, a thread of this process).
 
 Images: `scripts/build-images.sh` (`make images`) builds and pushes every image into
 the registry store the node serves; pods name them `localhost:5001/qarun/<name>:<tag>`
@@ -42,6 +44,7 @@ from qarun_devstack.kube import KubeCluster
 from qarun_devstack.node import CLUSTER_DNS, NODE_NAME, Node
 from qarun_devstack.pki import ClusterPki
 from qarun_devstack.process import ServiceError
+from qarun_devstack.volumes import NodeVolumes
 
 KUBELET_USER = f"system:node:{NODE_NAME}"
 PROXY_USER = "system:kube-proxy"  # bound to system:node-proxier by the default RBAC
@@ -60,6 +63,7 @@ class RealCluster:
     def __post_init__(self) -> None:
         self.control_plane: KubeCluster | None = None
         self.node: Node | None = None
+        self.volumes: NodeVolumes | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -148,6 +152,8 @@ class RealCluster:
         for user, path in ((KUBELET_USER, self.node.kubelet_kubeconfig),
                            (PROXY_USER, self.node.proxy_kubeconfig)):  # fmt: skip
             cp.write_kubeconfig(path, user, cp.tokens[user])
+        # Before any pod: a claim binds as soon as it is made.
+        self.volumes = NodeVolumes(cp.kubeconfig, self.node.workdir / "volumes").start()
         self._timed("control plane", started)
         started = time.monotonic()
         self.node.start_kubelet(cp.server)
@@ -202,6 +208,9 @@ class RealCluster:
     def stop(self) -> None:
         """Stop the node, then the control plane; record what could not be removed."""
         control_plane = self.control_plane
+        if self.volumes is not None:
+            self.volumes.stop()
+            self.volumes = None
         if self.node is not None:
             self.leftovers = self.node.stop(then=control_plane.stop if control_plane else None)
             self.node = None

@@ -6,22 +6,21 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any
 
 from qarun_core import plan as p
 from qarun_core.summary import RunSummary
-from qarun_operator import kube as k
+from qarun_operator import objects as o
+from qarun_operator.kube import Kube
+from qarun_operator.objects import JSON
 from qarun_operator.observe import Children, job_finished
 from qarun_operator.render import TEMPLATE_HASH
-
-JSON = dict[str, Any]
 
 
 class Pending(Exception):  # noqa: N818 - a state, not a failure
     """A child cannot be applied yet (e.g. the old generator Job is still being deleted)."""
 
 
-def apply_all(kube: k.Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
+def apply_all(kube: Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
     """Apply every manifest; returns what changed beyond a plain apply, for events."""
     notes: list[str] = []
     for obj in manifests:
@@ -36,9 +35,9 @@ def apply_all(kube: k.Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
     return notes
 
 
-def _ensure_job(kube: k.Kube, obj: JSON) -> str | None:
+def _ensure_job(kube: Kube, obj: JSON) -> str | None:
     meta = obj["metadata"]
-    current = kube.get(k.JOB, meta["namespace"], meta["name"])
+    current = kube.get(o.JOB, meta["namespace"], meta["name"])
     if current is None:
         kube.apply(obj)
         return None
@@ -48,19 +47,19 @@ def _ensure_job(kube: k.Kube, obj: JSON) -> str | None:
     have = current["metadata"].get("annotations", {}).get(TEMPLATE_HASH)
     if have == want or job_finished(current):
         return None  # unchanged, or finished: a finished generator is never re-run
-    kube.delete(k.JOB, meta["namespace"], meta["name"], uid=current["metadata"]["uid"])
-    if kube.get(k.JOB, meta["namespace"], meta["name"]) is not None:
+    kube.delete(o.JOB, meta["namespace"], meta["name"], uid=current["metadata"]["uid"])
+    if kube.get(o.JOB, meta["namespace"], meta["name"]) is not None:
         raise Pending(f"Job {meta['name']} is being replaced")
     kube.apply(obj)
     return f"replaced Job {meta['name']} (its pod template changed)"
 
 
-def _prune(kube: k.Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
+def _prune(kube: Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
     namespace = manifests[0]["metadata"]["namespace"]
     run = manifests[0]["metadata"]["labels"][p.LABEL_RUN]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in manifests}
     notes = []
-    for kind in k.CHILD_KINDS:
+    for kind in o.CHILD_KINDS:
         for obj in kube.list(kind, namespace, f"{p.LABEL_RUN}={run}"):
             meta = obj["metadata"]
             owned = any(r.get("uid") == owner_uid for r in meta.get("ownerReferences", []))
@@ -70,23 +69,23 @@ def _prune(kube: k.Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
     return notes
 
 
-def read_children(kube: k.Kube, run: p.RunPlan) -> Children:
+def read_children(kube: Kube, run: p.RunPlan) -> Children:
     selector = f"{p.LABEL_RUN}={run.run}"
 
-    def by_name(kind: k.Kind) -> dict[str, JSON]:
+    def by_name(kind: o.Kind) -> dict[str, JSON]:
         return {o["metadata"]["name"]: o for o in kube.list(kind, run.namespace, selector)}
 
-    sessions = by_name(k.FLINK_DEPLOYMENT)
+    sessions = by_name(o.FLINK_DEPLOYMENT)
     if not run.flink.managed:
-        external = kube.get(k.FLINK_DEPLOYMENT, run.namespace, run.flink.session)
+        external = kube.get(o.FLINK_DEPLOYMENT, run.namespace, run.flink.session)
         if external is not None:
             sessions[run.flink.session] = external
     return Children(
-        topics=by_name(k.KAFKA_TOPIC),
-        deployments=by_name(k.DEPLOYMENT),
-        jobs=by_name(k.JOB),
+        topics=by_name(o.KAFKA_TOPIC),
+        deployments=by_name(o.DEPLOYMENT),
+        jobs=by_name(o.JOB),
         flink_sessions=sessions,
-        flink_jobs=by_name(k.FLINK_SESSION_JOB),
+        flink_jobs=by_name(o.FLINK_SESSION_JOB),
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,9 +25,8 @@ from qarun_core.spec import (
 from qarun_operator import apply, direct_children, render
 from qarun_operator.config import OperatorConfig
 from qarun_operator.kube import Kube, KubeError
+from qarun_operator.objects import JSON
 from qarun_operator.observe import Children, autoscale, observe, set_condition
-
-JSON = dict[str, Any]
 
 
 @dataclass

@@ -20,8 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from qarun_core import spec as s
-
-JSON = dict[str, Any]
+from qarun_operator.objects import JSON
 
 PRINTER_COLUMNS: list[JSON] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},

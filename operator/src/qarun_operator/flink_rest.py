@@ -19,7 +19,8 @@ from typing import Any
 
 import urllib3
 
-JSON = dict[str, Any]
+from qarun_operator.objects import JSON
+
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
 EMPTY_JAR_NAME = "qarun-empty.jar"
 # States after which the job will not run again by itself.

@@ -15,7 +15,8 @@ import kopf
 from qarun_core.spec import GROUP, PLURAL, VERSION
 from qarun_operator import controller
 from qarun_operator.config import OperatorConfig
-from qarun_operator.kube import QARUN, Kube
+from qarun_operator.kube import Kube
+from qarun_operator.objects import QARUN
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 

@@ -1,75 +1,67 @@
-"""A small typed layer over the kubernetes client's REST calls, for the few kinds QARun needs.
+"""The operator's Kubernetes access: the client library's DynamicClient, by kind.
 
-Paths come from a static table instead of discovery: the operator knows every kind it
-touches, and its RBAC grants exactly those.
+Every way a call can fail (the API server refusing it, a kind the cluster lacks, a
+connection refused or timed out) becomes one `KubeError`, which the controller turns
+into a Degraded condition and a retry instead of a crashed handler.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
+from kubernetes.client import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from qarun_core.plan import MANAGER
-from qarun_core.spec import API_VERSION, PLURAL
 from qarun_operator.config import KubeAccess
+from qarun_operator.objects import JSON, Kind, kind_of
 
-JSON = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Kind:
-    api_version: str
-    kind: str
-    plural: str
-
-    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
-        base = "/api" if "/" not in self.api_version else "/apis"
-        out = f"{base}/{self.api_version}/namespaces/{quote(namespace)}/{self.plural}"
-        if name:
-            out += f"/{quote(name)}"
-        if sub:
-            out += f"/{sub}"
-        return out
-
-
-KAFKA_TOPIC = Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics")
-FLINK_DEPLOYMENT = Kind("flink.apache.org/v1beta1", "FlinkDeployment", "flinkdeployments")
-FLINK_SESSION_JOB = Kind("flink.apache.org/v1beta1", "FlinkSessionJob", "flinksessionjobs")
-DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
-JOB = Kind("batch/v1", "Job", "jobs")
-CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
-SERVICE = Kind("v1", "Service", "services")
-CLAIM = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
-QARUN = Kind(API_VERSION, "QARun", PLURAL)
-# Children by kind; a cluster without Strimzi or the Flink operator has no such kinds,
-# and listing them answers 404 (see Kube.list).
-CHILD_KINDS = (
-    KAFKA_TOPIC, FLINK_DEPLOYMENT, FLINK_SESSION_JOB, DEPLOYMENT, JOB, CONFIG_MAP, SERVICE, CLAIM,
-)  # fmt: skip
-KINDS = {(k.api_version, k.kind): k for k in (*CHILD_KINDS, QARUN)}
-
-
-def kind_of(obj: JSON) -> Kind:
-    return KINDS[(obj["apiVersion"], obj["kind"])]
+REQUEST_SECONDS = 30
+NOT_FOUND = 404
+T = TypeVar("T")
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+    """A Kubernetes call that failed; `status` is the HTTP status, None when no answer
+    came (the API server unreachable, the call timed out)."""
+
+    def __init__(self, status: int | None, reason: str, message: str) -> None:
+        super().__init__(f"{status or 'no answer'} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except ApiException as error:  # DynamicApiError and the generated client's own
+        body = error.body or ""
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        try:
+            message = str(json.loads(text).get("message", text))
+        except (TypeError, ValueError, AttributeError):  # e.g. "404 page not found"
+            message = text or str(error)
+        raise KubeError(error.status, str(error.reason or ""), message) from error
+    except ResourceNotFoundError as error:  # the kind is not served (no CRD)
+        raise KubeError(NOT_FOUND, "NotFound", str(error)) from error
+    except (urllib3.exceptions.HTTPError, OSError) as error:  # refused, reset, timed out
+        raise KubeError(None, type(error).__name__, str(error)) from error
 
 
 class Kube:
     """Synchronous client; kopf runs the sync handlers in its thread pool."""
 
     def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
-        self.api = api or self._default_client()
+        self._api = api
+        self._dynamic: Any = None  # a DynamicClient (the library's is untyped)
 
     @staticmethod
     def _default_client() -> kubernetes.client.ApiClient:
@@ -83,85 +75,78 @@ class Kube:
             )
         return kubernetes.client.ApiClient(config)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> JSON:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        params = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params=headers,
-            # The client encodes the body itself (JSON is YAML too, for apply); text
-            # given here would be encoded twice for the JSON types, as one JSON string.
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(*params, _request_timeout=30)
-        data = response.read()  # type: ignore[no-untyped-call]
-        try:
-            payload: JSON = json.loads(data) if data else {}
-        except ValueError:  # e.g. "404 page not found" for a kind whose CRD is absent
-            payload = {"message": data.decode(errors="replace")}
-        if not 200 <= response.status < 300:
-            raise KubeError(
-                response.status, str(payload.get("reason", "")), str(payload.get("message", data))
-            )
-        return payload
+    def _call(self, kind: Kind, call: Callable[[Any, Any], T]) -> T:
+        """`call` with the kind's resource; discovery (made on first use, so that an
+        unreachable API server is a KubeError of the first call) finds its path."""
+        with _translated():
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self._api or self._default_client())  # type: ignore[no-untyped-call]
+            resource = self._dynamic.resources.get(api_version=kind.api_version, kind=kind.kind)
+            return call(self._dynamic, resource)
 
     def get(self, kind: Kind, namespace: str, name: str) -> JSON | None:
         try:
-            return self.request("GET", kind.path(namespace, name))
+            found: JSON = self._call(
+                kind,
+                lambda d, r: d.get(r, name=name, namespace=namespace,
+                                   _request_timeout=REQUEST_SECONDS).to_dict(),
+            )  # fmt: skip
         except KubeError as error:
-            if error.status == 404:
+            if error.status == NOT_FOUND:
                 return None
             raise
+        return found
 
     def list(self, kind: Kind, namespace: str, selector: str) -> list[JSON]:
         """The objects of a kind with the labels; none when the cluster lacks the kind
         (its CRD is not installed: no Strimzi, no Flink operator)."""
         try:
-            found = self.request("GET", kind.path(namespace), query=[("labelSelector", selector)])
+            found: JSON = self._call(
+                kind,
+                lambda d, r: d.get(r, namespace=namespace, label_selector=selector,
+                                   _request_timeout=REQUEST_SECONDS).to_dict(),
+            )  # fmt: skip
         except KubeError as error:
-            if error.status == 404:
+            if error.status == NOT_FOUND:
                 return []
             raise
-        items: list[JSON] = found.get("items", [])
+        items: list[JSON] = found.get("items") or []
         return items
 
-    def apply(self, obj: JSON, *, subresource: str | None = None) -> JSON:
+    def apply(self, obj: JSON) -> JSON:
         """Server-side apply with the operator's field manager, taking over conflicts."""
-        meta = obj["metadata"]
-        return self.request(
-            "PATCH",
-            kind_of(obj).path(meta["namespace"], meta["name"], subresource),
-            query=[("fieldManager", MANAGER), ("force", "true")],
-            body=obj,
-            content_type="application/apply-patch+yaml",
-        )
+        applied: JSON = self._call(
+            kind_of(obj),
+            lambda d, r: d.server_side_apply(
+                r, body=obj, field_manager=MANAGER, force_conflicts=True,
+                _request_timeout=REQUEST_SECONDS,
+            ).to_dict(),
+        )  # fmt: skip
+        return applied
 
     def merge_patch(
         self, kind: Kind, namespace: str, name: str, body: JSON, subresource: str | None = None
     ) -> JSON:
-        return self.request(
-            "PATCH",
-            kind.path(namespace, name, subresource),
-            body=body,
-            content_type="application/merge-patch+json",
-        )
+        def patch(d: Any, r: Any) -> JSON:
+            target = r.subresources[subresource] if subresource else r
+            patched: JSON = d.patch(
+                target, body=body, name=name, namespace=namespace,
+                content_type="application/merge-patch+json", _request_timeout=REQUEST_SECONDS,
+            ).to_dict()  # fmt: skip
+            return patched
+
+        return self._call(kind, patch)
 
     def delete(self, kind: Kind, namespace: str, name: str, uid: str | None = None) -> None:
         body: JSON = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", kind.path(namespace, name), body=body)
+            self._call(
+                kind,
+                lambda d, r: d.delete(r, name=name, namespace=namespace, body=body,
+                                      _request_timeout=REQUEST_SECONDS),
+            )  # fmt: skip
         except KubeError as error:
-            if error.status != 404:
+            if error.status != NOT_FOUND:
                 raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from qarun_core import plan as p
 from qarun_core.spec import (
@@ -32,8 +31,7 @@ from qarun_core.spec import (
     QARunStatus,
 )
 from qarun_core.summary import RunSummary, all_results_in
-
-JSON = dict[str, Any]
+from qarun_operator.objects import JSON
 
 
 @dataclass

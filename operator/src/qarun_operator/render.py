@@ -16,8 +16,8 @@ from qarun_core import plan as p
 from qarun_core.spec import API_VERSION, KIND, FlinkMode, KafkaProvider, Resources
 from qarun_operator import standalone
 from qarun_operator.config import OperatorConfig
+from qarun_operator.objects import JSON
 
-JSON = dict[str, Any]
 TEMPLATE_HASH = "qarun.io/template-hash"
 WORKER_UID = 10001
 WORKER_METRICS_PORT = 9100  # the LLM worker's QARUN_METRICS__PORT default; keep them equal

@@ -14,14 +14,13 @@ checkpoint it recorded in the QARun's status.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import yaml
 
 from qarun_core import plan as p
 from qarun_operator.config import OperatorConfig
+from qarun_operator.objects import JSON
 
-JSON = dict[str, Any]
 RPC_PORT, BLOB_PORT, TASK_RPC_PORT, REST_PORT = 6123, 6124, 6122, 8081
 CONF_DIR = "/etc/flink"
 STATE_DIR = "/flink-state"

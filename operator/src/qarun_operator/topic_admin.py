@@ -14,8 +14,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
 from qarun_core import plan as p
+from qarun_operator.objects import JSON
 
-JSON = dict[str, Any]
 READY: JSON = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
 
