@@ -91,7 +91,7 @@ def ready_children(run: p.RunPlan) -> Children:
     }
     return Children(
         topics={t.name: ready for t in run.topics},
-        deployments={c.name: available for c in run.components if c.kind is p.Kind.SERVICE},
+        deployments={c.name: available for c in run.components if c.kind is p.WorkloadKind.SERVICE},
         jobs={run.component(p.GENERATOR).name: {"status": {"active": 1}}},
         flink_sessions={run.flink.session: {"status": {"jobManagerDeploymentStatus": "READY"}}},
         flink_jobs={run.flink.job: {"status": {"jobStatus": {"state": "RUNNING"}}}},

@@ -116,13 +116,13 @@ def test_listing_a_kind_the_cluster_lacks_finds_nothing(qarun_crd: KubeCluster) 
     from kubernetes import client, config  # noqa: PLC0415
 
     from qarun_operator.kube import Kube  # noqa: PLC0415
-    from qarun_operator.objects import Kind  # noqa: PLC0415
+    from qarun_operator.objects import ResourceKind  # noqa: PLC0415
 
     configuration = client.Configuration()
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(qarun_crd.kubeconfig), client_configuration=configuration
     )
     kube = Kube(client.ApiClient(configuration))
-    absent = Kind("nothing.example.com/v1", "Nothing")
+    absent = ResourceKind("nothing.example.com/v1", "Nothing")
     assert kube.list(absent, "default", "qarun.io/run=x") == []
     assert kube.get(absent, "default", "x") is None

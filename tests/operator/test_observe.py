@@ -47,7 +47,9 @@ def ready_children() -> Children:
     return Children(
         topics={t.name: ready for t in RUN.topics},
         deployments={
-            c.name: deployment(c.replicas) for c in RUN.components if c.kind is p.Kind.SERVICE
+            c.name: deployment(c.replicas)
+            for c in RUN.components
+            if c.kind is p.WorkloadKind.SERVICE
         },
         jobs={RUN.component(p.GENERATOR).name: {"status": {"active": 1}}},
         flink_sessions={RUN.flink.session: {"status": {"jobManagerDeploymentStatus": "READY"}}},

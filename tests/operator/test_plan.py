@@ -37,14 +37,18 @@ def test_plan_of_a_minimal_run() -> None:
         "generator",
     ]
     worker = run.component(p.LLM_WORKER)
-    assert (worker.name, worker.kind, worker.replicas) == ("demo-llm-worker", p.Kind.SERVICE, 2)
+    assert (worker.name, worker.kind, worker.replicas) == (
+        "demo-llm-worker",
+        p.WorkloadKind.SERVICE,
+        2,
+    )
     assert worker.command == ("qarun-llm-worker",)
     assert worker.env["QARUN_RUN"] == "demo"
     assert worker.env["QARUN_KAFKA__BOOTSTRAP_SERVERS"] == "qarun-kafka-bootstrap:9092"
     assert worker.env["QARUN_LLM__MODEL"] == "qarun-sim"
     assert worker.env["QARUN_RETRY__TIERS"] == "2s,10s,1m"
     assert worker.secret_env == ()  # no apiKeySecretRef: no key
-    assert run.component(p.GENERATOR).kind is p.Kind.BATCH
+    assert run.component(p.GENERATOR).kind is p.WorkloadKind.BATCH
     assert run.selector == "qarun.io/run=demo,qarun.io/component=llm-worker"
     assert run.flink.managed
     assert run.flink.session == "demo-flink"

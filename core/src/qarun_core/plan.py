@@ -69,7 +69,7 @@ class Endpoints:
     postgres_dsn: str = ""  # a value where no Secret holds it (local runs)
 
 
-class Kind(StrEnum):
+class WorkloadKind(StrEnum):
     SERVICE = "service"  # long-running, scaled by replicas (a Deployment)
     BATCH = "batch"  # runs to completion once (a Job)
 
@@ -96,7 +96,7 @@ class TopicPlan:
 class ComponentPlan:
     role: str
     name: str
-    kind: Kind
+    kind: WorkloadKind
     command: tuple[str, ...]
     replicas: int
     env: Mapping[str, str]
@@ -268,7 +268,7 @@ def plan(run: str, namespace: str, spec: QARunSpec, endpoints: Endpoints | None 
     )
 
     def component(
-        role: str, kind: Kind, replicas: int, *, resources: Resources | None = None
+        role: str, kind: WorkloadKind, replicas: int, *, resources: Resources | None = None
     ) -> ComponentPlan:
         secrets = _role_secrets(role, spec, endpoints)
         values = {env: v for env, v in secrets.items() if isinstance(v, str)}
@@ -286,11 +286,14 @@ def plan(run: str, namespace: str, spec: QARunSpec, endpoints: Endpoints | None 
 
     components = (
         component(
-            LLM_WORKER, Kind.SERVICE, spec.workers.replicas, resources=spec.workers.resources
+            LLM_WORKER,
+            WorkloadKind.SERVICE,
+            spec.workers.replicas,
+            resources=spec.workers.resources,
         ),
-        component(RETRY, Kind.SERVICE, 1),
-        component(STORAGE_WRITER, Kind.SERVICE, 1),
-        component(GENERATOR, Kind.BATCH, 1),
+        component(RETRY, WorkloadKind.SERVICE, 1),
+        component(STORAGE_WRITER, WorkloadKind.SERVICE, 1),
+        component(GENERATOR, WorkloadKind.BATCH, 1),
     )
     return RunPlan(
         run=run,

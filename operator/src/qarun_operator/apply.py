@@ -72,7 +72,7 @@ def _prune(kube: Kube, manifests: list[JSON], owner_uid: str) -> list[str]:
 def read_children(kube: Kube, run: p.RunPlan) -> Children:
     selector = f"{p.LABEL_RUN}={run.run}"
 
-    def by_name(kind: o.Kind) -> dict[str, JSON]:
+    def by_name(kind: o.ResourceKind) -> dict[str, JSON]:
         return {o["metadata"]["name"]: o for o in kube.list(kind, run.namespace, selector)}
 
     sessions = by_name(o.FLINK_DEPLOYMENT)

@@ -20,7 +20,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from qarun_core.plan import MANAGER
 from qarun_operator.config import KubeAccess
-from qarun_operator.objects import JSON, Kind, kind_of
+from qarun_operator.objects import JSON, ResourceKind, kind_of
 
 REQUEST_SECONDS = 30
 NOT_FOUND = 404
@@ -75,7 +75,7 @@ class Kube:
             )
         return kubernetes.client.ApiClient(config)
 
-    def _call(self, kind: Kind, call: Callable[[Any, Any], T]) -> T:
+    def _call(self, kind: ResourceKind, call: Callable[[Any, Any], T]) -> T:
         """`call` with the kind's resource; discovery (made on first use, so that an
         unreachable API server is a KubeError of the first call) finds its path."""
         with _translated():
@@ -84,7 +84,7 @@ class Kube:
             resource = self._dynamic.resources.get(api_version=kind.api_version, kind=kind.kind)
             return call(self._dynamic, resource)
 
-    def get(self, kind: Kind, namespace: str, name: str) -> JSON | None:
+    def get(self, kind: ResourceKind, namespace: str, name: str) -> JSON | None:
         try:
             found: JSON = self._call(
                 kind,
@@ -97,7 +97,7 @@ class Kube:
             raise
         return found
 
-    def list(self, kind: Kind, namespace: str, selector: str) -> list[JSON]:
+    def list(self, kind: ResourceKind, namespace: str, selector: str) -> list[JSON]:
         """The objects of a kind with the labels; none when the cluster lacks the kind
         (its CRD is not installed: no Strimzi, no Flink operator)."""
         try:
@@ -125,7 +125,12 @@ class Kube:
         return applied
 
     def merge_patch(
-        self, kind: Kind, namespace: str, name: str, body: JSON, subresource: str | None = None
+        self,
+        kind: ResourceKind,
+        namespace: str,
+        name: str,
+        body: JSON,
+        subresource: str | None = None,
     ) -> JSON:
         def patch(d: Any, r: Any) -> JSON:
             target = r.subresources[subresource] if subresource else r
@@ -137,7 +142,7 @@ class Kube:
 
         return self._call(kind, patch)
 
-    def delete(self, kind: Kind, namespace: str, name: str, uid: str | None = None) -> None:
+    def delete(self, kind: ResourceKind, namespace: str, name: str, uid: str | None = None) -> None:
         body: JSON = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}

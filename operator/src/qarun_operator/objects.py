@@ -15,25 +15,25 @@ JSON = dict[str, Any]  # one object, or a part of one, as the API server reads a
 
 
 @dataclass(frozen=True)
-class Kind:
+class ResourceKind:
     api_version: str
     kind: str
 
 
-KAFKA_TOPIC = Kind("kafka.strimzi.io/v1", "KafkaTopic")
-FLINK_DEPLOYMENT = Kind("flink.apache.org/v1beta1", "FlinkDeployment")
-FLINK_SESSION_JOB = Kind("flink.apache.org/v1beta1", "FlinkSessionJob")
-DEPLOYMENT = Kind("apps/v1", "Deployment")
-JOB = Kind("batch/v1", "Job")
-CONFIG_MAP = Kind("v1", "ConfigMap")
-SERVICE = Kind("v1", "Service")
-CLAIM = Kind("v1", "PersistentVolumeClaim")
-QARUN = Kind(API_VERSION, "QARun")
+KAFKA_TOPIC = ResourceKind("kafka.strimzi.io/v1", "KafkaTopic")
+FLINK_DEPLOYMENT = ResourceKind("flink.apache.org/v1beta1", "FlinkDeployment")
+FLINK_SESSION_JOB = ResourceKind("flink.apache.org/v1beta1", "FlinkSessionJob")
+DEPLOYMENT = ResourceKind("apps/v1", "Deployment")
+JOB = ResourceKind("batch/v1", "Job")
+CONFIG_MAP = ResourceKind("v1", "ConfigMap")
+SERVICE = ResourceKind("v1", "Service")
+CLAIM = ResourceKind("v1", "PersistentVolumeClaim")
+QARUN = ResourceKind(API_VERSION, "QARun")
 # A run's children by kind, for pruning and observing.
 CHILD_KINDS = (
     KAFKA_TOPIC, FLINK_DEPLOYMENT, FLINK_SESSION_JOB, DEPLOYMENT, JOB, CONFIG_MAP, SERVICE, CLAIM,
 )  # fmt: skip
 
 
-def kind_of(obj: JSON) -> Kind:
-    return Kind(obj["apiVersion"], obj["kind"])
+def kind_of(obj: JSON) -> ResourceKind:
+    return ResourceKind(obj["apiVersion"], obj["kind"])

@@ -129,7 +129,7 @@ def _waiting_for(run: p.RunPlan, children: Children) -> tuple[list[str], list[st
     if unready:
         waiting.append(f"{len(unready)}/{len(run.topics)} {topic} not Ready")
     for c in run.components:
-        if c.kind is p.Kind.SERVICE:
+        if c.kind is p.WorkloadKind.SERVICE:
             d = children.deployments.get(c.name)
             if d is None:
                 waiting.append(f"Deployment {c.name} missing")

@@ -245,7 +245,7 @@ def manifests(run: p.RunPlan, owner: Owner, config: OperatorConfig) -> list[JSON
     for c in run.components:
         out.append(
             deployment(run, c, owner, config)
-            if c.kind is p.Kind.SERVICE
+            if c.kind is p.WorkloadKind.SERVICE
             else job(run, c, owner, config)
         )
     return out
