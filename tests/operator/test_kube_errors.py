@@ -13,8 +13,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from qarun_core.ports import free_port
 from qarun_devstack.kube import KubeCluster
-from qarun_devstack.process import free_port
 from qarun_operator import controller
 from qarun_operator.config import OperatorConfig
 from qarun_operator.kube import Kube, KubeError
