@@ -34,7 +34,7 @@ TMP = {"volumes": [{"name": "tmp", "emptyDir": {}}]}
 TMP_MOUNT = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - an emptyDir, as the charts mount
 
 CLIENT = """
-import json, os, socket, urllib.request
+import json, os, socket, time, urllib.request
 host = "llm-sim.{ns}.svc.cluster.local"
 print("resolved", host, socket.gethostbyname(host), flush=True)
 request = urllib.request.Request(
@@ -45,7 +45,19 @@ request = urllib.request.Request(
     }}).encode(),
     headers={{"Content-Type": "application/json"}},
 )
-reply = json.load(urllib.request.urlopen(request, timeout=30))
+# A new Service's address routes only once kube-proxy has written its rules, a moment
+# after the Endpoints exist (seconds under load: "Network is unreachable" until then),
+# so the client retries as any client of a new Service would.
+deadline = time.monotonic() + 60
+while True:
+    try:
+        reply = json.load(urllib.request.urlopen(request, timeout=30))
+        break
+    except OSError as error:
+        if time.monotonic() > deadline:
+            raise
+        print("not yet:", error, flush=True)
+        time.sleep(1)
 print("answer", json.dumps(reply["choices"][0]["message"]["content"]), flush=True)
 print("uid", os.getuid(), flush=True)
 try:
