@@ -185,17 +185,21 @@ class LLMWorker:
         for msg, question in zip(batch, parsed, strict=True):
             self._start(msg, question, answered)
 
-    async def _answered(self, questions: list[Question]) -> set[str]:
-        if self.marks is None or not questions:
+    async def _answered(self, questions: list[Question]) -> set[tuple[str, int]]:
+        """The (question, attempt) pairs marked: a mark is per attempt, so a question's
+        regeneration in the same batch as its marked first attempt is still asked."""
+        if self.marks is None:
             return set()
         found = await self.marks.answered(questions)
-        return {q.question_id for q, done in zip(questions, found, strict=True) if done}
+        return {
+            (q.question_id, q.attempt) for q, done in zip(questions, found, strict=True) if done
+        }
 
     def _start(
         self,
         msg: Message,
         question: Question | PoisonMessageError,
-        answered: asyncio.Future[set[str]],
+        answered: asyncio.Future[set[tuple[str, int]]],
     ) -> None:
         self.limit.started()
         task = asyncio.create_task(self._handle(msg, question, answered))
@@ -217,12 +221,12 @@ class LLMWorker:
         self,
         msg: Message,
         question: Question | PoisonMessageError,
-        answered: asyncio.Future[set[str]],
+        answered: asyncio.Future[set[tuple[str, int]]],
     ) -> None:
         if isinstance(question, PoisonMessageError):
             self.outcomes.poison(msg, question)
             return
-        if question.question_id in await asyncio.shield(answered):
+        if (question.question_id, question.attempt) in await asyncio.shield(answered):
             self.metrics.already_answered.inc()
             self.delivery.finish(*message_position(msg))  # its answer is on the answers topic
             return
